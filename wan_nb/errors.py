@@ -58,7 +58,7 @@ class ValidationError(WanError, ValueError):
 
 
 class APIError(WanError):
-    """An error envelope from the service: HTTP ``status``, ``code``, ``message``, ``request_id``."""
+    """An error envelope from the service: ``status``, ``code``, ``message``, ``request_id``."""
 
     def __init__(self, status: int, code: str | None, message: str | None,
                  request_id: str | None = None):

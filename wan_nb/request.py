@@ -11,7 +11,6 @@ True
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -154,7 +153,8 @@ class GenerationRequest:
         if not isinstance(body, Mapping):
             raise ValidationError([("body", "the request body must be a JSON object")])
         inp = body.get("input")
-        params = body.get("parameters") or {}
+        params = body.get("parameters")
+        params = {} if params is None else params
         if not isinstance(inp, Mapping):
             raise ValidationError([("input", "input must be an object with a prompt")])
         if not isinstance(params, Mapping):
@@ -206,7 +206,7 @@ class GenerationRequest:
                 if name not in changes:
                     kw.pop(name)
         kw.update(changes)
-        return dataclasses.replace(self, **kw)
+        return GenerationRequest(**kw)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "GenerationRequest":

@@ -1,0 +1,483 @@
+"""The DashScope text-to-video client: :class:`AsyncClient` over httpx, and :class:`Client`,
+its sync facade on the toolkit's loop thread.
+
+Configuration is resolved once, when the client is built: argument > environment variable
+(``DASHSCOPE_API_KEY``, ``DASHSCOPE_HTTP_BASE_URL``, like the official SDK) > default region.
+
+Retries: idempotent calls (query, list, cancel, download, upload policy) are retried with
+exponential backoff and full jitter on 408/429/5xx and connection errors, honouring
+``Retry-After``. A create is retried only when the service cannot have made a task: the
+connection was never established, or the answer was a 429 refusal. Any other failure after the
+request left (read timeout, dropped connection, 5xx) raises :class:`AmbiguousCreateError`; it is
+resolved by :meth:`AsyncClient.find_created_task`, which looks for the task in the list endpoint
+instead of creating a second, paid one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+
+import httpx
+
+from . import catalog, runtime
+from ._version import __version__
+from .errors import (AmbiguousCreateError, APIError, DownloadError, TaskExpired,
+                     ThrottledError, TransportError, ValidationError, WanError, redact)
+from .request import GenerationRequest
+from .wire import (RetryPolicy, TaskPage, TaskState, TaskSummary, api_error, format_list_time,
+                   parse_task, parse_task_page, retryable_status, url_expiry)
+
+USER_AGENT = f"wan_nb/{__version__} httpx/{httpx.__version__}"
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class Secret:
+    """An API key that never shows itself in a repr, a log line or an exception."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('sk-***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Where and how a client talks; resolved from arguments, then environment, then defaults."""
+
+    api_key: Secret
+    base_url: str
+    region: str | None
+    backend: str  # "live:<region>", "custom:<host>" or "emulator"
+
+    @classmethod
+    def resolve(cls, api_key: str | None = None, region: str | None = None,
+                base_url: str | None = None, *, backend: str | None = None,
+                env: Mapping[str, str] | None = None) -> "Config":
+        env = os.environ if env is None else env
+        key = api_key if api_key is not None else env.get("DASHSCOPE_API_KEY", "")
+        if base_url is None and region is None:
+            base_url = env.get("DASHSCOPE_HTTP_BASE_URL") or None
+        if base_url is not None:
+            base = base_url.rstrip("/")
+            for suffix in ("/api/v1",):
+                if base.endswith(suffix):
+                    base = base[: -len(suffix)]
+            if not base.startswith(("http://", "https://")):
+                raise ValidationError([("base_url", f"base_url {base_url!r} must start with "
+                                                    "http:// or https://")])
+            found = [r for r, u in catalog.REGIONS.items() if u == base]
+            region = found[0] if found else region
+            label = backend or (f"live:{region}" if found else "custom:" + base.split("//")[1])
+        else:
+            region = region or catalog.DEFAULT_REGION
+            base = catalog.base_url_for(region)
+            label = backend or f"live:{region}"
+        return cls(Secret(key or ""), base, region, label)
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    path: Path
+    bytes: int
+    sha256: str
+
+
+class AsyncClient:
+    """Async DashScope text-to-video client.
+
+    >>> async def main():                                       # doctest: +SKIP
+    ...     async with AsyncClient() as c:
+    ...         task = await c.create_task(GenerationRequest("a red kite", size="832*480"))
+    ...         state = await c.get_task(task.task_id)
+
+    ``transport`` is any httpx async transport (``httpx.ASGITransport(app)`` for the emulator
+    in-process, ``httpx.MockTransport(handler)`` in tests). ``sleep`` and ``rng`` are injectable
+    so retry schedules are testable without waiting.
+    """
+
+    def __init__(self, api_key: str | None = None, *, region: str | None = None,
+                 base_url: str | None = None, transport: httpx.AsyncBaseTransport | None = None,
+                 timeout: float = 30.0, retry: RetryPolicy | None = None,
+                 tz: dt.tzinfo = catalog.SERVICE_TZ, backend: str | None = None,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                 rng: random.Random | None = None, config: Config | None = None):
+        self.config = config or Config.resolve(api_key, region, base_url, backend=backend)
+        self.retry = retry or RetryPolicy()
+        self.tz = tz
+        self.timeout = timeout
+        self._transport = transport
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._http: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        return (f"AsyncClient(base_url={self.config.base_url!r}, "
+                f"backend={self.config.backend!r}, api_key={self.config.api_key!r})")
+
+    @property
+    def base_url(self) -> str:
+        return self.config.base_url
+
+    @property
+    def backend(self) -> str:
+        return self.config.backend
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None or self._http.is_closed:
+            self._http = httpx.AsyncClient(base_url=self.config.base_url,
+                                           transport=self._transport,
+                                           timeout=httpx.Timeout(self.timeout, connect=10.0),
+                                           headers={"User-Agent": USER_AGENT},
+                                           follow_redirects=False)
+        return self._http
+
+    def _auth(self) -> dict[str, str]:
+        if not self.config.api_key:
+            raise ValidationError([("api_key", "no API key: pass api_key=..., set "
+                                               "DASHSCOPE_API_KEY, or use wan_nb.connect() "
+                                               "without a key for the offline emulator")])
+        return {"Authorization": "Bearer " + self.config.api_key.reveal()}
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    async def _call(self, method: str, path: str, *, create: bool = False,
+                    **kwargs: Any) -> Any:
+        """Send with retries; return the decoded JSON of a 2xx answer or raise."""
+        headers = {**self._auth(), **kwargs.pop("headers", {})}
+        attempt = 0
+        while True:
+            attempt += 1
+            sent_at = dt.datetime.now(dt.timezone.utc)
+            try:
+                resp = await self._client().request(method, path, headers=headers, **kwargs)
+            except httpx.HTTPError as e:
+                detail = redact(f"{type(e).__name__}: {e}")
+                if create and not isinstance(e, _NEVER_SENT):
+                    raise AmbiguousCreateError(
+                        f"the create request left but no answer came back ({detail}); the "
+                        "task may exist, so it is not sent again blindly", sent_at=sent_at
+                    ) from e
+                delay = self.retry.delay(attempt, None, self._rng)
+                if delay is None:
+                    raise TransportError(f"{method} {path} failed after {attempt} attempts: "
+                                         f"{detail}") from e
+                await self._sleep(delay)
+                continue
+            if resp.is_success:
+                try:
+                    return resp.json()
+                except ValueError as e:
+                    raise APIError(resp.status_code, "InvalidResponse",
+                                   f"expected JSON, got {resp.text[:200]!r}") from e
+            err = api_error(resp.status_code, _json_or_text(resp), resp.headers)
+            safe = not create or isinstance(err, ThrottledError)
+            if create and not safe and retryable_status(resp.status_code):
+                raise AmbiguousCreateError(
+                    f"the create request got {err}; the task may exist, so it is not sent "
+                    "again blindly", sent_at=sent_at) from err
+            delay = (self.retry.delay(attempt, getattr(err, "retry_after", None), self._rng)
+                     if safe and err.retryable else None)
+            if delay is None:
+                raise err
+            await self._sleep(delay)
+
+    # -- the four endpoints ------------------------------------------------------------------
+    async def create_task(self, request: GenerationRequest | None = None,
+                          **params: Any) -> TaskState:
+        """Create a task (``X-DashScope-Async: enable``) from a request or from keyword
+        parameters (validated before anything is sent). A local ``audio_url`` is uploaded
+        first, like the official SDK does."""
+        request = as_request(request, params)
+        headers = {"X-DashScope-Async": "enable", "Content-Type": "application/json"}
+        audio_url = None
+        if request.audio_is_local:
+            audio_url = await self.upload_file(str(request.audio_url), request.model)
+        if (audio_url or request.audio_url or "").startswith("oss://"):
+            headers["X-DashScope-OssResourceResolve"] = "enable"
+        body = request.wire_body(region=self.config.region, audio_url=audio_url)
+        data = await self._call("POST", catalog.CREATE_PATH, json=body, headers=headers,
+                                create=True)
+        state = parse_task(data, self.tz)
+        if not state.task_id:
+            raise APIError(200, "InvalidResponse", f"create answer has no task_id: {data!r}")
+        return state
+
+    async def get_task(self, task_id: str) -> TaskState:
+        """The task's current state (``UNKNOWN`` when expired or never existed)."""
+        _check_task_id(task_id)
+        return parse_task(await self._call("GET", f"{catalog.TASKS_PATH}/{task_id}"), self.tz)
+
+    async def list_tasks(self, *, task_id: str | None = None,
+                         start_time: dt.datetime | None = None,
+                         end_time: dt.datetime | None = None, model_name: str | None = None,
+                         status: str | None = None, page_no: int = 1,
+                         page_size: int = 10) -> TaskPage:
+        """One page of the account's tasks (window at most 24 h; default the last 24 h)."""
+        if start_time and end_time and end_time - start_time > catalog.TASK_TTL:
+            raise ValidationError([("start_time", "the list window is at most 24 hours")])
+        for name, when in (("start_time", start_time), ("end_time", end_time)):
+            if when is not None and when.tzinfo is None:
+                raise ValidationError([(name, f"{name} must be timezone-aware")])
+        params: dict[str, Any] = {"page_no": page_no, "page_size": page_size}
+        if task_id:
+            params["task_id"] = task_id
+        if start_time:
+            params["start_time"] = format_list_time(start_time, self.tz)
+        if end_time:
+            params["end_time"] = format_list_time(end_time, self.tz)
+        if model_name:
+            params["model_name"] = catalog.wire_model_name(model_name, self.config.region)
+        if status:
+            params["status"] = status
+        return parse_task_page(await self._call("GET", catalog.TASKS_PATH, params=params))
+
+    async def iter_tasks(self, *, page_size: int = 100, **filters: Any
+                         ) -> AsyncIterator[TaskSummary]:
+        """Every task matching ``filters`` (see :meth:`list_tasks`), page after page."""
+        page_no = 1
+        while True:
+            page = await self.list_tasks(page_no=page_no, page_size=page_size, **filters)
+            for t in page.tasks:
+                yield t
+            if page_no >= page.total_page or not page.tasks:
+                return
+            page_no += 1
+
+    async def cancel_task(self, task_id: str) -> None:
+        """Cancel a PENDING task; :class:`UnsupportedOperationError` otherwise."""
+        _check_task_id(task_id)
+        await self._call("POST", f"{catalog.TASKS_PATH}/{task_id}/cancel")
+
+    # -- reconciliation of an ambiguous create ------------------------------------------------
+    async def find_created_task(self, request: GenerationRequest, sent_at: dt.datetime, *,
+                                exclude: Iterable[str] = (), window: float = 120.0
+                                ) -> TaskSummary | None:
+        """The task an ambiguous create made, if the list endpoint shows one.
+
+        Candidates are tasks of the same model created from just before ``sent_at`` to
+        ``window`` seconds after, minus ``exclude`` (task ids already known to the caller).
+        The nearest in time wins; a candidate whose reported ``orig_prompt`` differs from the
+        request's prompt is skipped. None means no such task exists (yet): resubmitting is
+        safe once the list has been checked after the create's timeout.
+        """
+        known = set(exclude)
+        start = sent_at - dt.timedelta(seconds=5)
+        candidates = [t async for t in self.iter_tasks(start_time=start,
+                                                        end_time=start + dt.timedelta(
+                                                            seconds=window),
+                                                        model_name=request.model)
+                      if t.task_id not in known]
+        candidates.sort(key=lambda t: abs(((t.created or sent_at) - sent_at).total_seconds()))
+        for cand in candidates:
+            state = await self.get_task(cand.task_id)
+            if state.orig_prompt is None or state.orig_prompt == request.prompt:
+                return cand
+        return None
+
+    # -- files -------------------------------------------------------------------------------
+    async def upload_file(self, path: str, model: str) -> str:
+        """Upload a local file the way the official SDK does; returns its ``oss://`` URL."""
+        path = path[len("file://"):] if path.startswith("file://") else path
+        policy = (await self._call("GET", catalog.UPLOAD_POLICY_PATH,
+                                   params={"action": "getPolicy", "model": model}))["data"]
+        key = f"{policy['upload_dir']}/{os.path.basename(path)}"
+        form = {"OSSAccessKeyId": policy["oss_access_key_id"], "Signature": policy["signature"],
+                "policy": policy["policy"], "key": key,
+                "x-oss-object-acl": policy["x_oss_object_acl"],
+                "x-oss-forbid-overwrite": policy["x_oss_forbid_overwrite"],
+                "success_action_status": "200"}
+        with open(path, "rb") as f:
+            content = f.read()
+        try:
+            resp = await self._client().post(policy["upload_host"], data=form,
+                                             files={"file": (os.path.basename(path), content)})
+        except httpx.HTTPError as e:
+            raise TransportError(redact(f"upload of {path!r} failed: {e}")) from e
+        if not resp.is_success:
+            raise api_error(resp.status_code, _json_or_text(resp), resp.headers)
+        return "oss://" + key
+
+    async def download(self, url: str, path: str | os.PathLike, *,
+                       max_attempts: int = 4) -> DownloadResult:
+        """Stream ``url`` into ``path`` (atomically), resuming with ``Range`` after a broken
+        connection. Only an MP4 is kept: an error body (JSON or XML) is never saved as a video.
+        An expired signed URL raises :class:`TaskExpired`.
+        """
+        dest = Path(path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(dest.name + ".part")
+        expires = url_expiry(url)
+        if expires is not None and expires <= dt.datetime.now(dt.timezone.utc):
+            raise TaskExpired(f"the video URL expired at {expires.isoformat()}; the service "
+                              "keeps results for 24 hours")
+        part.unlink(missing_ok=True)
+        last: Exception | None = None
+        for attempt in range(1, max_attempts + 1):
+            have = part.stat().st_size if part.exists() else 0
+            headers = {"Range": f"bytes={have}-"} if have else {}
+            try:
+                async with self._client().stream("GET", url, headers=headers) as resp:
+                    if resp.status_code == 403 or resp.status_code == 404:
+                        body = (await resp.aread())[:300].decode("utf-8", "replace")
+                        if expires is not None and "xpired" in body:
+                            raise TaskExpired(f"the video URL has expired: {body!r}")
+                        raise DownloadError(f"HTTP {resp.status_code} for the video: {body!r}")
+                    if resp.status_code not in (200, 206):
+                        if retryable_status(resp.status_code):
+                            raise _Retry(f"HTTP {resp.status_code}")
+                        body = (await resp.aread())[:300].decode("utf-8", "replace")
+                        raise DownloadError(f"HTTP {resp.status_code} for the video: {body!r}")
+                    mode = "ab" if resp.status_code == 206 and have else "wb"
+                    with open(part, mode) as f:
+                        async for chunk in resp.aiter_bytes(1 << 16):
+                            if f.tell() == 0 and not chunk[4:8] == b"ftyp":
+                                raise DownloadError("the answer is not an MP4 (starts with "
+                                                    f"{chunk[:40]!r}); nothing was saved")
+                            f.write(chunk)
+                    expected = _content_total(resp)
+                    got = part.stat().st_size
+                    if expected is not None and got != expected:
+                        raise _Retry(f"got {got} of {expected} bytes")
+                    break
+            except (httpx.HTTPError, _Retry) as e:
+                last = e
+                if attempt < max_attempts:
+                    await self._sleep(self.retry.delay(attempt, None, self._rng) or 0)
+                continue
+            except DownloadError:
+                part.unlink(missing_ok=True)
+                raise
+        else:
+            raise DownloadError(redact(f"download failed after {max_attempts} attempts: "
+                                       f"{last}")) from last
+        digest = _sha256(part)
+        size = part.stat().st_size
+        os.replace(part, dest)
+        return DownloadResult(dest, size, digest)
+
+
+def as_request(request: GenerationRequest | None, params: Mapping[str, Any]
+               ) -> GenerationRequest:
+    """A :class:`GenerationRequest` from either a request or keyword parameters."""
+    if request is not None and params:
+        raise ValidationError([("request", "pass either a GenerationRequest or keyword "
+                                           f"parameters, not both (got {sorted(params)})")])
+    if request is None:
+        return GenerationRequest(**params)
+    if isinstance(request, str):
+        return GenerationRequest(request)
+    if not isinstance(request, GenerationRequest):
+        raise ValidationError([("request", f"expected a GenerationRequest, got "
+                                           f"{type(request).__name__}")])
+    return request
+
+
+class _Retry(Exception):
+    pass
+
+
+def _content_total(resp: httpx.Response) -> int | None:
+    cr = resp.headers.get("content-range")
+    if cr and "/" in cr and not cr.endswith("*"):
+        return int(cr.rsplit("/", 1)[1])
+    cl = resp.headers.get("content-length")
+    return int(cl) if cl and resp.status_code == 200 else None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _json_or_text(resp: httpx.Response) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        return resp.content[:300]
+
+
+def _check_task_id(task_id: str) -> None:
+    if not isinstance(task_id, str) or not task_id or "/" in task_id or ".." in task_id:
+        raise ValidationError([("task_id", f"task_id {task_id!r} is not a task id")])
+
+
+class Client:
+    """The sync facade: the same calls as :class:`AsyncClient`, run on the toolkit's loop
+    thread, so they work in scripts, inside a running notebook kernel and in widget callbacks.
+
+    >>> c = Client(api_key="sk-...")                             # doctest: +SKIP
+    >>> c.get_task("0385dc79-...").status                        # doctest: +SKIP
+    'SUCCEEDED'
+    """
+
+    def __init__(self, api_key: str | None = None, *, region: str | None = None,
+                 base_url: str | None = None, async_client: AsyncClient | None = None,
+                 **kwargs: Any):
+        self.aio = async_client or AsyncClient(api_key, region=region, base_url=base_url,
+                                               **kwargs)
+        self.emulator: Any = None  # the embedded emulator, when connect() started one
+
+    def __repr__(self) -> str:
+        return (f"Client(base_url={self.aio.base_url!r}, backend={self.aio.backend!r}, "
+                f"api_key={self.aio.config.api_key!r})")
+
+    @property
+    def backend(self) -> str:
+        return self.aio.backend
+
+    @property
+    def base_url(self) -> str:
+        return self.aio.base_url
+
+    def create_task(self, request: GenerationRequest | None = None,
+                    **params: Any) -> TaskState:
+        return runtime.run(self.aio.create_task(as_request(request, params)))
+
+    def get_task(self, task_id: str) -> TaskState:
+        return runtime.run(self.aio.get_task(task_id))
+
+    def list_tasks(self, **filters: Any) -> TaskPage:
+        return runtime.run(self.aio.list_tasks(**filters))
+
+    def cancel_task(self, task_id: str) -> None:
+        return runtime.run(self.aio.cancel_task(task_id))
+
+    def download(self, url: str, path: str | os.PathLike) -> DownloadResult:
+        return runtime.run(self.aio.download(url, path))
+
+    def close(self) -> None:
+        try:
+            runtime.run(self.aio.aclose())
+        except WanError:
+            pass
