@@ -434,19 +434,25 @@ def _check_task_id(task_id: str) -> None:
 
 class Client:
     """The sync facade: the same calls as :class:`AsyncClient`, run on the toolkit's loop
-    thread, so they work in scripts, inside a running notebook kernel and in widget callbacks.
+    thread, so they work in scripts, inside a running notebook kernel and in widget callbacks;
+    plus background jobs (:meth:`submit`, :meth:`generate`) recorded in a :class:`Store`.
 
-    >>> c = Client(api_key="sk-...")                             # doctest: +SKIP
-    >>> c.get_task("0385dc79-...").status                        # doctest: +SKIP
-    'SUCCEEDED'
+    >>> c = wan_nb.connect()                                      # doctest: +SKIP
+    >>> job = c.submit("a red kite over dunes", size="832*480")   # returns at once
+    >>> job.result().video                                        # doctest: +SKIP
+    '/home/me/wan_runs/videos/20261123-...mp4'
     """
 
     def __init__(self, api_key: str | None = None, *, region: str | None = None,
                  base_url: str | None = None, async_client: AsyncClient | None = None,
-                 **kwargs: Any):
+                 store: Any = None, policy: Any = None, **kwargs: Any):
         self.aio = async_client or AsyncClient(api_key, region=region, base_url=base_url,
                                                **kwargs)
         self.emulator: Any = None  # the embedded emulator, when connect() started one
+        self._store_arg = store
+        self._store: Any = None
+        self._policy = policy
+        self._manager: Any = None
 
     def __repr__(self) -> str:
         return (f"Client(base_url={self.aio.base_url!r}, backend={self.aio.backend!r}, "
@@ -460,6 +466,7 @@ class Client:
     def base_url(self) -> str:
         return self.aio.base_url
 
+    # -- the endpoints, synchronously --------------------------------------------------------
     def create_task(self, request: GenerationRequest | None = None,
                     **params: Any) -> TaskState:
         return runtime.run(self.aio.create_task(as_request(request, params)))
@@ -476,7 +483,57 @@ class Client:
     def download(self, url: str, path: str | os.PathLike) -> DownloadResult:
         return runtime.run(self.aio.download(url, path))
 
+    # -- background jobs ---------------------------------------------------------------------
+    @property
+    def store(self) -> Any:
+        """The run ledger (``./wan_runs`` beside the notebook unless told otherwise)."""
+        if self._store is None:
+            from .store import Store
+
+            arg = self._store_arg
+            self._store = arg if isinstance(arg, Store) else Store(arg)
+        return self._store
+
+    @property
+    def manager(self) -> Any:
+        if self._manager is None:
+            from .jobs import JobManager
+
+            self._manager = JobManager(self.aio, self.store, policy=self._policy)
+        return self._manager
+
+    def submit(self, request: GenerationRequest | str | None = None, *,
+               experiment: str | None = None, variant: str | None = None,
+               tags: Iterable[str] = (), **params: Any) -> Any:
+        """Validate, record and queue a generation; returns a :class:`~wan_nb.jobs.Job` at
+        once. The task is created as soon as the model's submission rate allows, polled in
+        the background, and its video downloaded into the store."""
+        return self.manager.submit(as_request(request, params), experiment=experiment,
+                                   variant=variant, tags=tags)
+
+    def generate(self, request: GenerationRequest | str | None = None, *,
+                 timeout: float | None = None, **params: Any) -> Any:
+        """:meth:`submit` and wait for the result (Ctrl-C stops the wait, not the task)."""
+        return self.submit(request, **params).result(timeout=timeout)
+
+    def resume(self) -> Any:
+        """Re-attach to the unfinished runs of this backend in the store (after a restart)."""
+        return self.manager.resume()
+
+    @property
+    def jobs(self) -> Any:
+        """Every job this client looks after, oldest first."""
+        from .jobs import JobList
+
+        return JobList(self.manager.jobs.values())
+
+    def to_dataframe(self, **filters: Any) -> Any:
+        """The store's runs as a pandas DataFrame."""
+        return self.store.to_dataframe(**filters)
+
     def close(self) -> None:
+        if self._manager is not None:
+            self._manager.close()
         try:
             runtime.run(self.aio.aclose())
         except WanError:

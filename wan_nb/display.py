@@ -1,0 +1,117 @@
+"""Inline HTML for jobs: a card with the video, a table of jobs, a side-by-side gallery.
+
+Videos are referenced by a path relative to the kernel's working directory (the notebook's
+folder), which JupyterLab serves with range requests: the notebook grows by ~1 KB per video
+instead of 1.34× the video (DESIGN.md §3). A video outside that folder cannot be served, so it
+is embedded instead when it is small (``EMBED_LIMIT``), and named otherwise. All user text is
+escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from collections.abc import Iterable
+from typing import Any
+
+EMBED_LIMIT = 8 * 1024 * 1024
+
+_COLOURS = {"SUCCEEDED": "#1a7f37", "FAILED": "#cf222e", "REJECTED": "#cf222e",
+            "CANCELED": "#6e7781", "UNKNOWN": "#9a6700", "EXPIRED": "#9a6700",
+            "RUNNING": "#0969da", "PENDING": "#8250df", "QUEUED": "#6e7781",
+            "SUBMITTING": "#6e7781"}
+
+
+def video_src(path: str | None) -> str | None:
+    """A ``src`` for a ``<video>`` tag: relative path when Jupyter can serve it, else a data
+    URL for small files, else None."""
+    if not path or not os.path.exists(path):
+        return None
+    rel = os.path.relpath(path, os.getcwd())
+    if not rel.startswith("..") and not os.environ.get("WAN_NB_EMBED_VIDEO"):
+        return rel.replace(os.sep, "/")
+    if os.path.getsize(path) <= EMBED_LIMIT:
+        with open(path, "rb") as f:
+            return "data:video/mp4;base64," + base64.b64encode(f.read()).decode()
+    return None
+
+
+def video_tag(path: str | None, width: int = 480) -> str:
+    src = video_src(path)
+    if src is None:
+        return (f"<div><i>video at {html.escape(str(path))} (outside the notebook's folder)"
+                "</i></div>" if path else "")
+    return (f'<video src="{html.escape(src)}" controls loop muted playsinline preload="metadata" '
+            f'style="max-width:100%;width:{width}px"></video>')
+
+
+def badge(status: str) -> str:
+    colour = _COLOURS.get(status, "#6e7781")
+    return (f'<span style="background:{colour};color:white;border-radius:3px;padding:1px 6px;'
+            f'font-size:0.85em">{html.escape(status)}</span>')
+
+
+def _short(text: str | None, n: int = 90) -> str:
+    text = text or ""
+    return html.escape(text if len(text) <= n else text[: n - 1] + "…")
+
+
+def job_html(job: Any, width: int = 480) -> str:
+    r = job.request
+    lines = [f"<div style='font-family:sans-serif;margin:4px 0'>{badge(job.status)} "
+             f"<b>{html.escape(r.model)}</b> {html.escape(str(r.size))} · {r.duration}s · "
+             f"seed {r.seed} · <code>{html.escape(job.run_id)}</code></div>",
+             f"<div title='{html.escape(r.prompt)}'>{_short(r.prompt, 200)}</div>"]
+    actual = job._row.get("actual_prompt")
+    if actual and actual != r.prompt:
+        lines.append(f"<details><summary>rewritten prompt</summary>{html.escape(actual)}"
+                     "</details>")
+    if job.error:
+        lines.append(f"<div style='color:#cf222e'>{html.escape(job.error)}</div>")
+    if job.video:
+        lines.append(video_tag(job.video, width))
+    return "<div>" + "".join(lines) + "</div>"
+
+
+def jobs_table_html(jobs: Iterable[Any]) -> str:
+    rows = []
+    for j in jobs:
+        r = j.request
+        eta = j.eta()
+        rows.append(
+            f"<tr><td><code>{html.escape(j.run_id)}</code></td><td>{badge(j.status)}</td>"
+            f"<td>{html.escape(r.model)}</td><td>{html.escape(str(r.size))}</td>"
+            f"<td>{r.duration}s</td><td>{r.seed}</td><td>{_short(r.prompt, 60)}</td>"
+            f"<td>{j.elapsed:.0f}s</td><td>{'' if eta is None else f'{eta:.0f}s'}</td>"
+            f"<td>{html.escape(j.error or '')}</td></tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("run", "status", "model", "size", "duration",
+                                            "seed", "prompt", "elapsed", "ETA", "error"))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+class Gallery:
+    """Finished videos side by side (``jobs.gallery()``)."""
+
+    def __init__(self, jobs: Iterable[Any], columns: int = 3, width: int = 320):
+        self.jobs = list(jobs)
+        self.columns = max(1, int(columns))
+        self.width = width
+
+    def _repr_html_(self) -> str:
+        cells = []
+        for j in self.jobs:
+            r = j.request
+            body = video_tag(j.video, self.width) if j.video else badge(j.status)
+            cells.append(f"<figure style='margin:4px'>{body}<figcaption style='font-size:0.85em'>"
+                         f"{_short(r.prompt, 80)}<br>{html.escape(r.model)} · seed {r.seed}"
+                         "</figcaption></figure>")
+        return (f"<div style='display:grid;grid-template-columns:repeat({self.columns},"
+                f"minmax(0,1fr));gap:6px'>{''.join(cells)}</div>")
+
+    def __repr__(self) -> str:
+        return f"<Gallery of {len(self.jobs)} jobs>"
+
+
+def gallery(jobs: Iterable[Any], columns: int = 3, width: int = 320) -> Gallery:
+    return Gallery(jobs, columns, width)

@@ -1,0 +1,869 @@
+"""Background jobs: a :class:`Job` per run, and one poller for all of them.
+
+Flow of a job (DESIGN.md §1): ``QUEUED`` (row written, waiting for the model's submission
+rate) → ``SUBMITTING`` (the create request is leaving; ``sent_at`` recorded first) →
+``PENDING`` → ``RUNNING`` → ``SUCCEEDED`` (then the video is downloaded, verified and probed) or
+``FAILED`` / ``CANCELED``; ``REJECTED`` when the create was refused (nothing billed); ``UNKNOWN``
+when the service no longer knows the task; ``EXPIRED`` when the result could not be downloaded
+within the service's 24 hours.
+
+The poller runs on the toolkit's loop thread (:mod:`wan_nb.runtime`), so it keeps going while
+cells run, blocking ones included. Its schedule (see :class:`PollPolicy`) comes from what the
+store has learned of this model/size/duration's run times, with jitter, a floor and a ceiling.
+With several jobs in flight it learns their states from one list request and fetches details
+only for the jobs whose state changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import logging
+import os
+import random
+import socket
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import catalog, runtime
+from ._version import __version__
+from .errors import (AmbiguousCreateError, APIError, DownloadError, JobTimeout, TaskExpired,
+                     TaskFailed, ThrottledError, TransportError, UnsupportedOperationError,
+                     ValidationError, WanError)
+from .request import GenerationRequest
+from .wire import FINAL_SERVICE_STATUSES, SERVICE_STATUSES, TaskState, TaskSummary
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .client import AsyncClient
+    from .store import Store
+
+log = logging.getLogger("wan_nb.jobs")
+
+LOCAL_STATUSES = ("QUEUED", "SUBMITTING", "REJECTED", "EXPIRED")
+FINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN", "REJECTED",
+                            "EXPIRED"})
+ACTIVE_SERVICE = ("PENDING", "RUNNING")
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """When to ask the service again.
+
+    A job's next poll is ``clamp(share * remaining, floor, ceiling)`` seconds away, where
+    ``remaining`` is the learned run time left (median of finished runs of the same backend,
+    model, size and duration); past the expected end it is ``clamp(overrun_share * overrun,
+    floor, ceiling)``. Every interval gets ±``jitter`` so many jobs do not poll in lockstep.
+    With ``list_threshold`` or more jobs in flight, one list request replaces their queries.
+    """
+
+    floor: float = 0.5
+    ceiling: float = 15.0
+    share: float = 0.6
+    overrun_share: float = 0.25
+    jitter: float = 0.1
+    list_threshold: int = 3
+    max_list_pages: int = 5
+    query_rate: float = 15.0  # under the documented 20 requests/s for query+list+cancel
+    max_unrecognized: int = 5  # polls answering a status we do not know before giving up
+    task_deadline: float = catalog.TASK_TTL.total_seconds()
+    downloads: int = 3
+    reconcile_after: float = 2.0
+    heartbeat: float = 10.0
+
+    def interval(self, remaining: float, rng: random.Random) -> float:
+        base = self.share * remaining if remaining > 0 else self.overrun_share * -remaining
+        return min(self.ceiling, max(self.floor, base)) * rng.uniform(1 - self.jitter,
+                                                                       1 + self.jitter)
+
+
+class Durations:
+    """Learned queue and run times, by (backend, model, size, duration)."""
+
+    DEFAULT_RUN = {"emulator": 3.0}
+    LIVE_DEFAULT_RUN = 150.0
+
+    def __init__(self) -> None:
+        self._run: dict[tuple, list[float]] = collections.defaultdict(list)
+
+    def learn(self, backend: str, model: str, size: str, duration: int,
+              run_s: float | None) -> None:
+        if run_s is not None and run_s >= 0:
+            samples = self._run[(backend, model, size, int(duration))]
+            samples.append(float(run_s))
+            del samples[:-50]
+
+    def learn_from_store(self, rows: Iterable[dict]) -> None:
+        for r in rows:
+            if r.get("status") == "SUCCEEDED" and r.get("run_s") is not None:
+                self.learn(str(r.get("backend")), r["model"], r["size"], r["duration"],
+                           r["run_s"])
+
+    def expected_run(self, backend: str, model: str, size: str, duration: int) -> float:
+        exact = self._run.get((backend, model, size, int(duration)))
+        if exact:
+            return statistics.median(exact)
+        # same backend and model, scaled by pixels × seconds
+        w, h = catalog.parse_size(size)
+        scaled = [statistics.median(v) * (w * h * duration) / (ww * hh * dd)
+                  for (b, m, s, dd), v in self._run.items() if b == backend and m == model and v
+                  for ww, hh in [catalog.parse_size(s)]]
+        if scaled:
+            return statistics.median(scaled)
+        return self.DEFAULT_RUN.get(backend, self.LIVE_DEFAULT_RUN)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Job:
+    """One run: a request, its task on the service, and its video on disk.
+
+    Read its state from the attributes (``status``, ``task_id``, ``actual_prompt``,
+    ``video_path``, ...); wait with :meth:`result` (or ``await job``); :meth:`cancel` a PENDING
+    one; :meth:`on_change` to be told about every change (callbacks run on the toolkit's
+    thread: set widget values there, do not print or block).
+    """
+
+    def __init__(self, manager: JobManager, row: dict[str, Any]):
+        self._manager = manager
+        self.run_id: str = row["run_id"]
+        self.request = GenerationRequest.from_params(_loads(row["request_json"]))
+        self.experiment: str | None = row.get("experiment")
+        self.variant: str | None = row.get("variant")
+        self._callbacks: list[Callable[[Job], Any]] = []
+        self._done: asyncio.Event | None = None
+        self._row: dict[str, Any] = dict(row)
+        # poller bookkeeping (runtime thread only)
+        self._next_poll = 0.0
+        self._unrecognized = 0
+        self._skew: float | None = None  # service clock minus local clock, seconds
+        self._reconcile_tries = 0
+        self._not_before = 0.0
+
+    # -- state (read anywhere) ---------------------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        row = self.__dict__.get("_row")
+        if row is not None and name in row:
+            return row[name]
+        raise AttributeError(name)
+
+    @property
+    def status(self) -> str:
+        return self._row["status"]
+
+    @property
+    def done(self) -> bool:
+        """True once nothing more will happen to this job."""
+        return _is_finished(self._row)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "SUCCEEDED" and self._row.get("video_path") is not None
+
+    @property
+    def video(self) -> str | None:
+        """Absolute path of the downloaded video, or None."""
+        p = self._manager.store.video_file(self._row)
+        return str(p) if p is not None else None
+
+    @property
+    def error(self) -> str | None:
+        code, msg = self._row.get("error_code"), self._row.get("error_message")
+        if code or msg:
+            return f"{code}: {msg}" if code and msg else str(code or msg)
+        return self._row.get("download_error")
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the job was created (until it finished)."""
+        start = self._row["created_at"]
+        end = self._row.get("updated_at") if self.done else _utcnow()
+        return max(0.0, ((end or _utcnow()) - start).total_seconds())
+
+    def eta(self) -> float | None:
+        """Expected seconds until the task ends, from learned run times (None when done)."""
+        if self.done:
+            return None
+        m = self._manager
+        r = self.request
+        run = m.durations.expected_run(m.backend, r.model, r.size or "", int(r.duration or 0))
+        started = self._local_time("scheduled_time")
+        if self.status == "RUNNING" and started is not None:
+            return max(0.0, started + run - time.time())
+        return run
+
+    def progress(self) -> dict[str, Any]:
+        """State, elapsed and ETA, for progress displays."""
+        eta = self.eta()
+        elapsed = self.elapsed
+        frac = 1.0 if self.done else (elapsed / (elapsed + eta) if eta else 0.0)
+        return {"run_id": self.run_id, "status": self.status, "elapsed": elapsed, "eta": eta,
+                "fraction": min(1.0, frac), "done": self.done, "error": self.error}
+
+    def _local_time(self, name: str) -> float | None:
+        when = self._row.get(name)
+        if when is None:
+            return None
+        return when.timestamp() - (self._skew or 0.0)
+
+    def __repr__(self) -> str:
+        task = f" task={self.task_id}" if self._row.get("task_id") else ""
+        return (f"<Job {self.run_id} {self.status}{task} {self.request.model} "
+                f"{self.request.size} {self.request.duration}s seed={self.request.seed}>")
+
+    def _repr_html_(self) -> str:
+        from .display import job_html
+
+        return job_html(self)
+
+    # -- waiting -----------------------------------------------------------------------------
+    def _event(self) -> asyncio.Event:
+        if self._done is None:
+            self._done = asyncio.Event()
+            if self.done:
+                self._done.set()
+        return self._done
+
+    async def _wait(self) -> Job:
+        await self._event().wait()
+        return self
+
+    def result(self, timeout: float | None = None, *, raise_on_error: bool = True) -> Job:
+        """Block until the job is done (video downloaded, or failed) and return it.
+
+        Ctrl-C stops the wait, not the task. ``timeout`` raises :class:`JobTimeout`; the job
+        goes on and still gets recorded. A job that did not succeed raises
+        :class:`TaskFailed` (or :class:`TaskExpired`) unless ``raise_on_error=False``.
+        """
+        if not self.done:
+            try:
+                runtime.run(self._wait(), timeout=timeout)
+            except JobTimeout:
+                raise JobTimeout(f"job {self.run_id} still {self.status} after {timeout} s; "
+                                 "it goes on in the background") from None
+        if raise_on_error:
+            self.raise_for_status()
+        return self
+
+    def raise_for_status(self) -> None:
+        status = self.status
+        if status in ("EXPIRED", "UNKNOWN"):
+            raise TaskExpired(f"job {self.run_id}: {self.error or status}")
+        if status in ("FAILED", "CANCELED", "REJECTED") or (status == "SUCCEEDED"
+                                                             and not self.ok):
+            raise TaskFailed(f"job {self.run_id} {status}: {self.error or 'no video'}",
+                             code=self._row.get("error_code"), status=status,
+                             task_id=self._row.get("task_id"), job=self)
+
+    def __await__(self):
+        async def waiter() -> Job:
+            if runtime.in_runtime_thread():
+                await self._wait()
+            else:
+                await asyncio.wrap_future(runtime.submit(self._wait()))
+            self.raise_for_status()
+            return self
+
+        return waiter().__await__()
+
+    def on_change(self, callback: Callable[[Job], Any]) -> Callable[[Job], Any]:
+        """Call ``callback(job)`` after every change of this job (on the toolkit's thread)."""
+        self._callbacks.append(callback)
+        return callback
+
+    def cancel(self) -> None:
+        """Cancel a job that is QUEUED (never sent) or PENDING on the service.
+
+        A RUNNING or finished job cannot be cancelled (the service only cancels PENDING
+        tasks): :class:`UnsupportedOperationError` says so.
+        """
+        runtime.run(self._manager._cancel(self))
+
+    def refresh(self) -> Job:
+        """Re-read this job's row from the store."""
+        self._row = self._manager.store.get_run(self.run_id)
+        return self
+
+
+def _is_finished(row: dict[str, Any]) -> bool:
+    status = row["status"]
+    if status == "SUCCEEDED":
+        return row.get("video_path") is not None or row.get("download_error") is not None
+    return status in FINAL_STATUSES
+
+
+def _loads(text: Any) -> dict:
+    import json
+
+    return json.loads(text) if isinstance(text, str) else dict(text)
+
+
+class JobList(list):
+    """A list of jobs with batch helpers: :meth:`wait`, :meth:`progress`,
+    :meth:`to_dataframe`, :meth:`cancel`, :meth:`gallery`."""
+
+    def wait(self, timeout: float | None = None, *, progress: bool | None = None) -> JobList:
+        """Wait until every job is done. ``progress=True`` prints a text progress line (the
+        default in plain scripts; notebooks use :meth:`track`). Never raises for failed jobs:
+        inspect ``status``/``error``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        show = (not _in_notebook()) if progress is None else progress
+        while True:
+            pending = [j for j in self if not j.done]
+            if show:
+                _print_progress(self)
+            if not pending:
+                if show:
+                    sys.stderr.write("\n")
+                return self
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise JobTimeout(f"{len(pending)} of {len(self)} jobs not done after "
+                                 f"{timeout} s; they go on in the background")
+            try:
+                pending[0].result(timeout=min(0.5 if show else 5.0, left or 5.0),
+                                  raise_on_error=False)
+            except JobTimeout:
+                pass
+
+    def progress(self) -> dict[str, Any]:
+        """Counts by status, fraction done and the batch's ETA."""
+        counts = collections.Counter(j.status for j in self)
+        etas = [e for j in self if (e := j.eta()) is not None]
+        done = sum(j.done for j in self)
+        return {"total": len(self), "done": done, "fraction": done / len(self) if self else 1.0,
+                "by_status": dict(counts), "eta": max(etas) if etas else None}
+
+    def cancel(self) -> list[Job]:
+        """Cancel every job that still can be; returns those cancelled."""
+        out = []
+        for j in self:
+            if j.status in ("QUEUED", "PENDING"):
+                try:
+                    j.cancel()
+                    out.append(j)
+                except (UnsupportedOperationError, APIError):
+                    pass
+        return out
+
+    def to_dataframe(self) -> pd.DataFrame:
+        if not self:
+            return _empty()
+        store = self[0]._manager.store
+        return store.to_dataframe(run_ids=[j.run_id for j in self])
+
+    def track(self) -> Any:
+        """A live tracker widget for these jobs."""
+        from .widgets.tracker import Tracker
+
+        return Tracker(self)
+
+    def gallery(self, columns: int = 3) -> Any:
+        from .display import gallery
+
+        return gallery(self, columns=columns)
+
+    def _repr_html_(self) -> str:
+        from .display import jobs_table_html
+
+        return jobs_table_html(self)
+
+
+def _empty() -> Any:
+    import pandas as pd
+
+    return pd.DataFrame()
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+
+        ip = get_ipython()
+        return ip is not None and "IPKernelApp" in ip.config
+    except ImportError:
+        return False
+
+
+def _print_progress(jobs: JobList) -> None:
+    p = jobs.progress()
+    parts = ", ".join(f"{k} {v}" for k, v in sorted(p["by_status"].items()))
+    eta = f", ETA {p['eta']:.0f} s" if p["eta"] else ""
+    sys.stderr.write(f"\r{p['done']}/{p['total']} done ({parts}){eta}    ")
+    sys.stderr.flush()
+
+
+class JobManager:
+    """Creates, polls, downloads and resumes jobs for one client and one store.
+
+    All state changes happen on the toolkit's loop thread; :meth:`submit` may be called from
+    any thread.
+    """
+
+    def __init__(self, aio: AsyncClient, store: Store, *, policy: PollPolicy | None = None,
+                 owner: str | None = None, rng: random.Random | None = None):
+        self.aio = aio
+        self.store = store
+        self.policy = policy or PollPolicy()
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.backend = aio.backend
+        self.durations = Durations()
+        self.durations.learn_from_store(store.runs(status="SUCCEEDED"))
+        self.jobs: dict[str, Job] = {}
+        self._rng = rng or random.Random()
+        self._queue: collections.deque[Job] = collections.deque()
+        self._next_create: dict[str, float] = {}
+        self._query_times: collections.deque[float] = collections.deque()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._inflight: set[asyncio.Task] = set()
+        self._dl_sem: asyncio.Semaphore | None = None
+        self._last_heartbeat = 0.0
+        self.stats = collections.Counter()
+
+    # -- public (any thread) -----------------------------------------------------------------
+    def submit(self, request: GenerationRequest, *, experiment: str | None = None,
+               variant: str | None = None, tags: Iterable[str] = ()) -> Job:
+        """Record the run (status QUEUED) and hand it to the poller. Returns at once."""
+        if not isinstance(request, GenerationRequest):
+            raise ValidationError([("request", "expected a GenerationRequest")])
+        run_id = self.store.insert_run(**self._row_for(request, experiment, variant, tags))
+        job = Job(self, self.store.get_run(run_id))
+        self._register(job)
+        return job
+
+    def resume(self) -> JobList:
+        """Re-attach to every unfinished run of this backend in the store (within 24 h)."""
+        out = JobList()
+        for row in self.store.unfinished():
+            if row.get("backend") != self.backend or row["run_id"] in self.jobs:
+                continue
+            if not self.store.claim(row["run_id"], self.owner,
+                                    stale_after=3 * self.policy.heartbeat):
+                continue  # another live kernel looks after it
+            job = Job(self, self.store.get_run(row["run_id"]))
+            self._register(job)
+            out.append(job)
+        return out
+
+    def close(self) -> None:
+        task = self._task
+        if task is not None:
+            runtime.get_loop().call_soon_threadsafe(task.cancel)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _row_for(self, r: GenerationRequest, experiment: str | None, variant: str | None,
+                 tags: Iterable[str]) -> dict[str, Any]:
+        import json
+
+        now = _utcnow()
+        return {
+            "experiment": experiment, "variant": variant, "tags": list(tags),
+            "model": r.model, "prompt": r.prompt, "negative_prompt": r.negative_prompt,
+            "size": r.size, "width": r.width, "height": r.height, "tier": r.tier,
+            "duration": r.duration, "seed": r.seed, "prompt_extend": r.prompt_extend,
+            "watermark": r.watermark, "audio_mode": r.audio, "audio_url": r.audio_url,
+            "shot_type": r.shot_type, "fingerprint": r.fingerprint,
+            "request_json": json.dumps(r.params(), ensure_ascii=False, sort_keys=True),
+            "status": "QUEUED", "cost_usd": r.estimated_cost, "backend": self.backend,
+            "wan_nb_version": __version__, "owner": self.owner, "owner_heartbeat": now,
+        }
+
+    def _register(self, job: Job) -> None:
+        self.jobs[job.run_id] = job
+        loop = runtime.get_loop()
+        loop.call_soon_threadsafe(self._adopt, job)
+
+    def _adopt(self, job: Job) -> None:
+        """Runtime thread: start looking after ``job``."""
+        self._ensure_running()
+        status = job.status
+        if status == "QUEUED":
+            self._queue.append(job)
+        elif status == "SUBMITTING":
+            job._not_before = time.monotonic()  # resumed mid-create: reconcile first
+            self._spawn(self._reconcile(job))
+        elif status == "SUCCEEDED" and not job.done:
+            self._spawn(self._refresh_then_download(job))
+        elif status in ACTIVE_SERVICE:
+            job._next_poll = 0.0
+        self._wake_up()
+
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._wake = asyncio.Event()
+            self._dl_sem = asyncio.Semaphore(self.policy.downloads)
+            self._task = asyncio.get_running_loop().create_task(self._main())
+
+    def _wake_up(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _main(self) -> None:
+        while True:
+            try:
+                now = time.monotonic()
+                self._start_submissions(now)
+                await self._poll(now)
+                if now - self._last_heartbeat > self.policy.heartbeat:
+                    self._last_heartbeat = now
+                    self.store.heartbeat(self.owner)
+                delay = self._next_wakeup() - time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the poller must never die; the next cycle retries
+                log.exception("wan_nb poller cycle failed")
+                delay = 1.0
+            assert self._wake is not None
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.005, delay))
+            except asyncio.TimeoutError:
+                pass
+
+    def _next_wakeup(self) -> float:
+        times = [j._next_poll for j in self.jobs.values()
+                 if j.status in ACTIVE_SERVICE and j.task_id]
+        if self._queue:
+            times.append(max(min(self._next_create.get(j.request.model, 0.0)
+                                 for j in self._queue),
+                             min(j._not_before for j in self._queue)))
+        busy = bool(self._inflight) or any(not j.done for j in self.jobs.values())
+        return min(times) if times else time.monotonic() + (1.0 if busy else 30.0)
+
+    # -- submission --------------------------------------------------------------------------
+    def _start_submissions(self, now: float) -> None:
+        waiting = collections.deque()
+        while self._queue:
+            job = self._queue.popleft()
+            model = job.request.model
+            if job.status != "QUEUED":
+                continue  # cancelled while queued
+            if now < job._not_before or now < self._next_create.get(model, 0.0):
+                waiting.append(job)
+                continue
+            rate = catalog.get_model(model).submissions_per_s
+            self._next_create[model] = now + 1.0 / rate
+            self._spawn(self._create(job))
+        self._queue = waiting
+
+    async def _create(self, job: Job) -> None:
+        sent_at = _utcnow()
+        if not self.store.transition(job.run_id, expect="QUEUED", status="SUBMITTING",
+                                     sent_at=sent_at):
+            self._reload(job)
+            return
+        self._set(job, status="SUBMITTING", sent_at=sent_at)
+        self.stats["creates"] += 1
+        try:
+            state = await self.aio.create_task(job.request)
+        except AmbiguousCreateError as e:
+            self.stats["ambiguous_creates"] += 1
+            if e.sent_at is not None:
+                self._update(job, sent_at=e.sent_at)
+            job._not_before = time.monotonic() + self.policy.reconcile_after
+            self._spawn(self._reconcile(job))
+            return
+        except (ThrottledError, TransportError) as e:
+            self._requeue(job, f"{type(e).__name__}: {e}", delay=2.0)
+            return
+        except APIError as e:
+            if e.retryable:
+                self._requeue(job, str(e), delay=2.0)
+                return
+            self._finish(job, status="REJECTED", error_code=e.code, error_message=e.message,
+                         request_id=e.request_id)
+            return
+        except WanError as e:
+            self._finish(job, status="REJECTED", error_code="ValidationError",
+                         error_message=str(e))
+            return
+        self._update(job, task_id=state.task_id, request_id=state.request_id,
+                     status=state.status if state.status in SERVICE_STATUSES else "PENDING")
+        job._next_poll = time.monotonic() + self._interval(job)
+        self._wake_up()
+
+    def _requeue(self, job: Job, why: str, delay: float) -> None:
+        log.info("requeueing %s: %s", job.run_id, why)
+        if self.store.transition(job.run_id, expect="SUBMITTING", status="QUEUED"):
+            self._set(job, status="QUEUED")
+            job._not_before = time.monotonic() + delay * self._rng.uniform(0.8, 1.2)
+            self._queue.append(job)
+            self._wake_up()
+
+    async def _reconcile(self, job: Job) -> None:
+        """An ambiguous create: find its task in the list endpoint rather than pay twice."""
+        while True:
+            wait = job._not_before - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            sent_at = job._row.get("sent_at") or _utcnow()
+            known = {r["task_id"] for r in self.store.runs() if r.get("task_id")}
+            try:
+                found = await self.aio.find_created_task(job.request, sent_at, exclude=known)
+            except (APIError, TransportError) as e:
+                log.info("reconcile of %s failed, will retry: %s", job.run_id, e)
+                job._not_before = time.monotonic() + self.policy.reconcile_after
+                continue
+            self.stats["reconciles"] += 1
+            if found is not None:
+                self._update(job, task_id=found.task_id, status=_service_status(found.status))
+                self.stats["reconciled_found"] += 1
+                job._next_poll = 0.0
+                self._wake_up()
+                return
+            job._reconcile_tries += 1
+            age = (_utcnow() - sent_at).total_seconds()
+            if job._reconcile_tries >= 2 and age > 2 * self.policy.reconcile_after:
+                # two list checks after the create's answer was due found nothing: no task
+                # was made, so sending it again cannot pay twice
+                self.stats["reconciled_absent"] += 1
+                self._requeue(job, "ambiguous create made no task", delay=0.0)
+                return
+            job._not_before = time.monotonic() + self.policy.reconcile_after
+
+    # -- polling -----------------------------------------------------------------------------
+    async def _poll(self, now: float) -> None:
+        active = [j for j in self.jobs.values() if j.status in ACTIVE_SERVICE and j.task_id]
+        due = [j for j in active if j._next_poll <= now]
+        if not due:
+            return
+        if len(active) >= self.policy.list_threshold:
+            summaries = await self._list_states(active)
+        else:
+            summaries = {}
+        for job in (active if summaries else due):
+            summary = summaries.get(job.task_id)
+            if summary is not None and summary.status not in FINAL_SERVICE_STATUSES:
+                # learned from the list: no detail request needed until the task ends
+                self._apply_summary(job, summary)
+                continue
+            if summary is None and job._next_poll > now:
+                continue
+            await self._throttle_queries()
+            try:
+                state = await self.aio.get_task(job.task_id)
+            except (APIError, TransportError) as e:
+                log.info("query of %s failed: %s", job.task_id, e)
+                job._next_poll = time.monotonic() + self.policy.floor * 4
+                continue
+            self.stats["queries"] += 1
+            self._apply(job, state)
+
+    async def _list_states(self, active: list[Job]) -> dict[str, TaskSummary]:
+        oldest = min((j._row.get("sent_at") or j._row["created_at"]) for j in active)
+        start = oldest - dt.timedelta(seconds=60)
+        end = min(start + catalog.TASK_TTL, _utcnow() + dt.timedelta(seconds=60))
+        out: dict[str, TaskSummary] = {}
+        wanted = {j.task_id for j in active}
+        try:
+            for page_no in range(1, self.policy.max_list_pages + 1):
+                await self._throttle_queries()
+                page = await self.aio.list_tasks(start_time=start, end_time=end,
+                                                 page_no=page_no, page_size=100)
+                self.stats["lists"] += 1
+                out.update((t.task_id, t) for t in page.tasks if t.task_id in wanted)
+                if page_no >= page.total_page or wanted <= set(out):
+                    break
+        except (APIError, TransportError) as e:
+            log.info("list failed, falling back to queries: %s", e)
+        return out
+
+    async def _throttle_queries(self) -> None:
+        """Stay under the account's query rate (a sliding one-second window)."""
+        q = self._query_times
+        while True:
+            now = time.monotonic()
+            while q and now - q[0] > 1.0:
+                q.popleft()
+            if len(q) < self.policy.query_rate:
+                q.append(now)
+                return
+            await asyncio.sleep(1.0 - (now - q[0]) + 0.001)
+
+    def _apply_summary(self, job: Job, s: TaskSummary) -> None:
+        """A state from the list endpoint (not final): record a change, schedule a poll."""
+        if s.status != job.status and s.status in ACTIVE_SERVICE:
+            fields: dict[str, Any] = {"status": s.status}
+            if s.status == "RUNNING" and s.started is not None:
+                fields["scheduled_time"] = s.started
+            self._update(job, **fields)
+        job._next_poll = time.monotonic() + self._interval(job)
+
+    def _apply(self, job: Job, state: TaskState) -> None:
+        status = state.status
+        if status not in SERVICE_STATUSES:
+            job._unrecognized += 1
+            if job._unrecognized >= self.policy.max_unrecognized:
+                self._finish(job, status="UNKNOWN", error_code="UnrecognizedStatus",
+                             error_message=f"the service kept answering status {status!r}, "
+                                           "which this wan_nb version does not know")
+            else:
+                job._next_poll = time.monotonic() + self._interval(job)
+            return
+        job._unrecognized = 0
+        fields: dict[str, Any] = {"status": status}
+        for name in ("submit_time", "scheduled_time", "end_time", "actual_prompt"):
+            value = getattr(state, name)
+            if value is not None:
+                fields[name] = value
+        if state.submit_time is not None and job._row.get("sent_at") is not None:
+            job._skew = (state.submit_time - job._row["sent_at"]).total_seconds()
+        if state.code or state.message:
+            fields.update(error_code=state.code, error_message=state.message)
+        if state.usage is not None:
+            fields.update(state.usage.columns(), usage_json=dict(state.usage.raw))
+            seconds, size = state.usage.seconds, job.request.size or ""
+            price = catalog.price_per_second(job.request.model, size)
+            if seconds is not None and price is not None:
+                fields["cost_usd"] = round(price * seconds, 6)
+        if state.video_url:
+            fields.update(video_url=state.video_url,
+                          video_url_expires_at=state.video_expires_at)
+        if status == "UNKNOWN":
+            fields.update(error_code="UNKNOWN", error_message=(
+                f"the service no longer knows task {job.task_id}: task ids and results expire "
+                "24 hours after creation"))
+        if status in ("FAILED", "CANCELED", "UNKNOWN"):
+            if status == "FAILED":
+                fields["cost_usd"] = 0.0  # failed tasks are not billed
+            self._finish(job, **fields)
+            return
+        if status == "SUCCEEDED":
+            self._update(job, **fields)
+            self.durations.learn(self.backend, job.request.model, job.request.size or "",
+                                 int(job.request.duration or 0), job._row.get("run_s"))
+            self._spawn(self._download(job))
+            return
+        self._update(job, **fields)
+        job._next_poll = time.monotonic() + self._interval(job)
+
+    def _interval(self, job: Job) -> float:
+        r = job.request
+        run = self.durations.expected_run(self.backend, r.model, r.size or "",
+                                          int(r.duration or 0))
+        started = job._local_time("scheduled_time")
+        remaining = run if started is None else started + run - time.time()
+        return self.policy.interval(remaining, self._rng)
+
+    # -- download ----------------------------------------------------------------------------
+    async def _refresh_then_download(self, job: Job) -> None:
+        try:
+            state = await self.aio.get_task(job.task_id)
+        except (APIError, TransportError):
+            state = None
+        if state is not None and state.status == "SUCCEEDED" and state.video_url:
+            self._update(job, video_url=state.video_url,
+                         video_url_expires_at=state.video_expires_at)
+        await self._download(job)
+
+    async def _download(self, job: Job) -> None:
+        assert self._dl_sem is not None
+        async with self._dl_sem:
+            url = job._row.get("video_url")
+            path = self.store.new_video_path(job.run_id)
+            if not url:
+                self._finish(job, download_error="the service reported success without a "
+                                                 "video_url")
+                return
+            try:
+                result = await self.aio.download(url, path)
+                info = await asyncio.to_thread(_probe, str(path))
+            except TaskExpired as e:
+                self._finish(job, status="EXPIRED", download_error=str(e),
+                             error_code="ResultExpired",
+                             error_message="the video was not downloaded within the service's "
+                                           "24 hours and is gone")
+                return
+            except (DownloadError, TransportError, ValueError, OSError) as e:
+                path.unlink(missing_ok=True)
+                self._finish(job, download_error=f"{type(e).__name__}: {e}")
+                return
+            self.stats["downloads"] += 1
+            problems = _check_video(job.request, info)
+            self._finish(job, video_path=str(result.path), video_sha256=result.sha256,
+                         video_bytes=result.bytes, video_fps=info.fps,
+                         video_frames=info.frames, video_duration=info.duration,
+                         has_audio=info.has_audio,
+                         download_error=("; ".join(problems) if problems else None))
+
+    # -- cancel ------------------------------------------------------------------------------
+    async def _cancel(self, job: Job) -> None:
+        if job.status == "QUEUED":
+            if self.store.transition(job.run_id, expect="QUEUED", status="CANCELED",
+                                     error_message="cancelled before it was submitted"):
+                self._finish(job, status="CANCELED")
+                return
+            self._reload(job)
+        if job.status == "SUBMITTING":
+            raise UnsupportedOperationError(400, "UnsupportedOperation",
+                                            f"job {job.run_id} is being submitted right now; "
+                                            "cancel it again in a moment")
+        if job.status != "PENDING":
+            raise UnsupportedOperationError(
+                400, "UnsupportedOperation", f"job {job.run_id} is {job.status}; only QUEUED "
+                "or PENDING jobs can be cancelled (the service does not stop running tasks)")
+        await self.aio.cancel_task(job.task_id)
+        self._apply(job, await self.aio.get_task(job.task_id))
+
+    # -- state changes (runtime thread) ------------------------------------------------------
+    def _reload(self, job: Job) -> None:
+        job._row = self.store.get_run(job.run_id)
+
+    def _set(self, job: Job, **fields: Any) -> None:
+        job._row = {**job._row, **fields}
+
+    def _update(self, job: Job, **fields: Any) -> None:
+        self.store.update_run(job.run_id, **fields)
+        self._reload(job)
+        self._notify(job)
+
+    def _finish(self, job: Job, **fields: Any) -> None:
+        self._update(job, **fields)
+        if job.done:
+            job._event().set()
+            self._notify(job)
+
+    def _notify(self, job: Job) -> None:
+        for cb in list(job._callbacks):
+            try:
+                cb(job)
+            except Exception:
+                log.exception("job callback failed")
+
+
+def _service_status(status: str) -> str:
+    return status if status in SERVICE_STATUSES else "PENDING"
+
+
+def _probe(path: str) -> Any:
+    from .media import probe
+
+    return probe(path)
+
+
+def _check_video(request: GenerationRequest, info: Any) -> list[str]:
+    """What in the downloaded video differs from what was asked (empty when all is well)."""
+    problems = []
+    if (info.width, info.height) != (request.width, request.height):
+        problems.append(f"video is {info.width}*{info.height}, asked {request.size}")
+    if request.duration and abs(info.duration - request.duration) > 0.5:
+        problems.append(f"video lasts {info.duration:.2f} s, asked {request.duration} s")
+    return problems
+
+
+assert FINAL_SERVICE_STATUSES <= FINAL_STATUSES
