@@ -453,7 +453,24 @@ class JobManager:
             job = Job(self, self.store.get_run(row["run_id"]))
             self._register(job)
             out.append(job)
+        if out:
+            log.info("resumed %d unfinished runs", len(out))
         return out
+
+    def attach(self, run_id: str) -> Job:
+        """The job of a recorded run; unfinished runs of this backend are looked after
+        again (unless another live kernel owns them)."""
+        if run_id in self.jobs:
+            return self.jobs[run_id]
+        row = self.store.get_run(run_id)
+        job = Job(self, row)
+        if (not job.done and row.get("backend") == self.backend
+                and self.store.claim(run_id, self.owner, stale_after=3 * self.policy.heartbeat)):
+            job._row = self.store.get_run(run_id)
+            self._register(job)
+        else:
+            self.jobs[run_id] = job
+        return job
 
     def close(self) -> None:
         task = self._task
