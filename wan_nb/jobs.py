@@ -288,6 +288,12 @@ class Job:
         """
         runtime.run(self._manager._cancel(self))
 
+    def track(self) -> Any:
+        """A live tracker widget for this job."""
+        from .widgets.tracker import Tracker
+
+        return Tracker([self])
+
     def refresh(self) -> Job:
         """Re-read this job's row from the store."""
         self._row = self._manager.store.get_run(self.run_id)
