@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set up and open JupyterLab on the quickstart notebook (offline emulator unless DASHSCOPE_API_KEY is set).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh lab
+exec .venv/bin/jupyter lab --ip=127.0.0.1 --notebook-dir=notebooks notebooks/01-quickstart.ipynb "$@"
