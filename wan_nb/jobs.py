@@ -858,8 +858,8 @@ class JobManager:
     def _finish(self, job: Job, **fields: Any) -> None:
         self._update(job, **fields)
         if job.done:
+            self.store.release(job.run_id, self.owner)  # nothing left to look after
             job._event().set()
-            self._notify(job)
 
     def _notify(self, job: Job) -> None:
         for cb in list(job._callbacks):
