@@ -386,14 +386,15 @@ class AsyncClient:
 
 def as_request(request: GenerationRequest | None, params: Mapping[str, Any]
                ) -> GenerationRequest:
-    """A :class:`GenerationRequest` from either a request or keyword parameters."""
+    """A :class:`GenerationRequest` from a request, or from a prompt and/or keyword
+    parameters."""
+    if isinstance(request, str):
+        return GenerationRequest(request, **params)
     if request is not None and params:
         raise ValidationError([("request", "pass either a GenerationRequest or keyword "
                                            f"parameters, not both (got {sorted(params)})")])
     if request is None:
         return GenerationRequest(**params)
-    if isinstance(request, str):
-        return GenerationRequest(request)
     if not isinstance(request, GenerationRequest):
         raise ValidationError([("request", f"expected a GenerationRequest, got "
                                            f"{type(request).__name__}")])
