@@ -453,8 +453,7 @@ class JobManager:
         for row in self.store.unfinished():
             if row.get("backend") != self.backend or row["run_id"] in self.jobs:
                 continue
-            if not self.store.claim(row["run_id"], self.owner,
-                                    stale_after=3 * self.policy.heartbeat):
+            if not self._claim(row):
                 continue  # another live kernel looks after it
             job = Job(self, self.store.get_run(row["run_id"]))
             self._register(job)
@@ -470,13 +469,19 @@ class JobManager:
             return self.jobs[run_id]
         row = self.store.get_run(run_id)
         job = Job(self, row)
-        if (not job.done and row.get("backend") == self.backend
-                and self.store.claim(run_id, self.owner, stale_after=3 * self.policy.heartbeat)):
+        if not job.done and row.get("backend") == self.backend and self._claim(row):
             job._row = self.store.get_run(run_id)
             self._register(job)
         else:
             self.jobs[run_id] = job
         return job
+
+    def _claim(self, row: dict[str, Any]) -> bool:
+        """Take over a run unless another live process looks after it. An owner on this host
+        whose process is gone (a killed kernel) is dead at once; elsewhere its heartbeat
+        decides."""
+        stale = 0.0 if _owner_dead(row.get("owner")) else 3 * self.policy.heartbeat
+        return self.store.claim(row["run_id"], self.owner, stale_after=stale)
 
     def close(self) -> None:
         task = self._task
@@ -867,6 +872,26 @@ class JobManager:
                 cb(job)
             except Exception:
                 log.exception("job callback failed")
+
+
+def _owner_dead(owner: str | None) -> bool:
+    """True when ``owner`` (``host:pid:tag``) is a process of this host that no longer runs."""
+    if not owner:
+        return True
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _service_status(status: str) -> str:
