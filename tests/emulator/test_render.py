@@ -164,6 +164,9 @@ def test_same_spec_gives_identical_bytes_and_any_change_differs(tmp_path: Path) 
         digests[name] = sha(tmp_path / f"{name}.mp4")
     assert digests["a"] == digests["b"]
     assert len({digests["a"], digests["seed"], digests["prompt"]}) == 3
+    data = (tmp_path / "a.mp4").read_bytes()
+    for tool in (b"Lavf", b"Lavc", b"libx264", b"x264 - core"):  # no tool names or versions
+        assert tool not in data
 
 
 def test_picture_and_sound_depend_on_seed_and_move_over_time() -> None:
