@@ -364,3 +364,28 @@ def test_error_from_unparseable_body_keeps_status():
         run(fast_client(rec, retry=RetryPolicy(max_retries=0)).get_task("t1"))
     assert info.value.status == 502 and "bad gateway" in info.value.message
     assert isinstance(info.value, APIError)
+
+
+def test_find_created_task_waits_when_candidates_cannot_be_told_apart():
+    sent = dt.datetime(2025, 10, 23, 3, 47, 23, tzinfo=dt.timezone.utc)
+    ms = int(sent.timestamp() * 1000)
+    two = {"total": 2, "total_page": 1, "page_no": 1, "page_size": 100, "data": [
+        {"task_id": "a", "status": "RUNNING", "gmt_create": ms + 100},
+        {"task_id": "b", "status": "RUNNING", "gmt_create": ms + 300}]}
+    running = {"output": {"task_id": "x", "task_status": "RUNNING"}}
+    rec = Recorder(json_response(200, two), json_response(200, running),
+                   json_response(200, running))
+    with pytest.raises(AmbiguousCreateError, match="told apart"):
+        run(fast_client(rec).find_created_task(GenerationRequest("a fox"), sent))
+    # one unconfirmed candidate, but another ambiguous create could own it: wait as well
+    one = {**two, "total": 1, "data": two["data"][:1]}
+    rec = Recorder(json_response(200, one), json_response(200, running))
+    with pytest.raises(AmbiguousCreateError):
+        run(fast_client(rec).find_created_task(GenerationRequest("a fox"), sent,
+                                               others_pending=1))
+    rec = Recorder(json_response(200, one), json_response(200, running))
+    assert run(fast_client(rec).find_created_task(GenerationRequest("a fox"), sent)
+               ).task_id == "a"
+    empty = {"total": 0, "total_page": 0, "page_no": 1, "page_size": 100, "data": []}
+    rec = Recorder(json_response(200, empty))
+    assert run(fast_client(rec).find_created_task(GenerationRequest("a fox"), sent)) is None

@@ -278,29 +278,44 @@ class AsyncClient:
 
     # -- reconciliation of an ambiguous create ------------------------------------------------
     async def find_created_task(self, request: GenerationRequest, sent_at: dt.datetime, *,
-                                exclude: Iterable[str] = (), window: float = 120.0
-                                ) -> TaskSummary | None:
+                                exclude: Iterable[str] = (), window: float = 120.0,
+                                others_pending: int = 0) -> TaskSummary | None:
         """The task an ambiguous create made, if the list endpoint shows one.
 
         Candidates are tasks of the same model created from just before ``sent_at`` to
-        ``window`` seconds after, minus ``exclude`` (task ids already known to the caller).
-        The nearest in time wins; a candidate whose reported ``orig_prompt`` differs from the
-        request's prompt is skipped. None means no such task exists (yet): resubmitting is
-        safe once the list has been checked after the create's timeout.
+        ``window`` seconds after, minus ``exclude`` (task ids the caller already knows). A
+        candidate whose ``orig_prompt`` (reported once a task has ended) equals the request's
+        prompt is confirmed, and the one nearest in time wins. An unconfirmed candidate is
+        taken only when it is the only one and no other ambiguous create
+        (``others_pending``) could own it.
+
+        Returns None when there is no candidate at all (no task was made: resubmitting is
+        safe once the list was checked after the create's answer was due). Raises
+        :class:`AmbiguousCreateError` while candidates exist but none can be told apart yet
+        (ask again later; never resubmit then).
         """
         known = set(exclude)
         start = sent_at - dt.timedelta(seconds=5)
-        candidates = [t async for t in self.iter_tasks(start_time=start,
-                                                        end_time=start + dt.timedelta(
-                                                            seconds=window),
-                                                        model_name=request.model)
-                      if t.task_id not in known]
+        candidates = [t async for t in self.iter_tasks(
+            start_time=start, end_time=start + dt.timedelta(seconds=window),
+            model_name=request.model) if t.task_id not in known]
+        if not candidates:
+            return None
         candidates.sort(key=lambda t: abs(((t.created or sent_at) - sent_at).total_seconds()))
+        unconfirmed = []
         for cand in candidates:
             state = await self.get_task(cand.task_id)
-            if state.orig_prompt is None or state.orig_prompt == request.prompt:
+            if state.orig_prompt is None:
+                unconfirmed.append(cand)
+            elif state.orig_prompt == request.prompt:
                 return cand
-        return None
+        if not unconfirmed:
+            return None  # every candidate is known to be another request's
+        if len(unconfirmed) == 1 and others_pending == 0:
+            return unconfirmed[0]
+        raise AmbiguousCreateError(f"{len(candidates)} unclaimed tasks of {request.model} "
+                                   "could be this create's; waiting until they can be told "
+                                   "apart", sent_at=sent_at)
 
     # -- files -------------------------------------------------------------------------------
     async def upload_file(self, path: str, model: str) -> str:

@@ -120,6 +120,41 @@ class Durations:
         return self.DEFAULT_RUN.get(backend, self.LIVE_DEFAULT_RUN)
 
 
+class _CreateGate:
+    """Per model: creates may overlap each other, never a reconciliation.
+
+    Reconciling an ambiguous create reads the list endpoint and adopts a task nobody has
+    claimed. A create whose answer is still on its way has a task that is on the list but not
+    yet recorded, so it would look unclaimed: reconciliation waits until no create of that
+    model is in flight, and holds new ones back while it runs.
+    """
+
+    def __init__(self) -> None:
+        self._cond = asyncio.Condition()
+        self._creating = 0
+        self._reconciling = False
+
+    async def create(self) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: not self._reconciling)
+            self._creating += 1
+
+    async def created(self) -> None:
+        async with self._cond:
+            self._creating -= 1
+            self._cond.notify_all()
+
+    async def reconcile(self) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: not self._reconciling and self._creating == 0)
+            self._reconciling = True
+
+    async def reconciled(self) -> None:
+        async with self._cond:
+            self._reconciling = False
+            self._cond.notify_all()
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -434,7 +469,9 @@ class JobManager:
         self._inflight: set[asyncio.Task] = set()
         self._dl_sem: asyncio.Semaphore | None = None
         self._last_heartbeat = 0.0
-        self.stats = collections.Counter()
+        self._ambiguous: set[str] = set()  # run ids whose create is being reconciled
+        self._gates: dict[str, _CreateGate] = collections.defaultdict(_CreateGate)
+        self.stats: collections.Counter[str] = collections.Counter()
 
     # -- public (any thread) -----------------------------------------------------------------
     def submit(self, request: GenerationRequest, *, experiment: str | None = None,
@@ -519,6 +556,7 @@ class JobManager:
             self._queue.append(job)
         elif status == "SUBMITTING":
             job._not_before = time.monotonic()  # resumed mid-create: reconcile first
+            self._ambiguous.add(job.run_id)
             self._spawn(self._reconcile(job))
         elif status == "SUCCEEDED" and not job.done:
             self._spawn(self._refresh_then_download(job))
@@ -539,7 +577,13 @@ class JobManager:
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
+        task.add_done_callback(self._spawned_done)
+
+    def _spawned_done(self, task: asyncio.Task) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("wan_nb background step failed", exc_info=task.exception())
+        self._wake_up()
 
     async def _main(self) -> None:
         while True:
@@ -590,6 +634,14 @@ class JobManager:
         self._queue = waiting
 
     async def _create(self, job: Job) -> None:
+        gate = self._gates[job.request.model]
+        await gate.create()
+        try:
+            await self._create_inside_gate(job)
+        finally:
+            await gate.created()
+
+    async def _create_inside_gate(self, job: Job) -> None:
         sent_at = _utcnow()
         if not self.store.transition(job.run_id, expect="QUEUED", status="SUBMITTING",
                                      sent_at=sent_at):
@@ -601,6 +653,7 @@ class JobManager:
             state = await self.aio.create_task(job.request)
         except AmbiguousCreateError as e:
             self.stats["ambiguous_creates"] += 1
+            self._ambiguous.add(job.run_id)
             if e.sent_at is not None:
                 self._update(job, sent_at=e.sent_at)
             job._not_before = time.monotonic() + self.policy.reconcile_after
@@ -639,30 +692,53 @@ class JobManager:
             wait = job._not_before - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            sent_at = job._row.get("sent_at") or _utcnow()
-            known = {r["task_id"] for r in self.store.runs() if r.get("task_id")}
+            gate = self._gates[job.request.model]
+            await gate.reconcile()
             try:
-                found = await self.aio.find_created_task(job.request, sent_at, exclude=known)
-            except (APIError, TransportError) as e:
-                log.info("reconcile of %s failed, will retry: %s", job.run_id, e)
-                job._not_before = time.monotonic() + self.policy.reconcile_after
-                continue
-            self.stats["reconciles"] += 1
-            if found is not None:
-                self._update(job, task_id=found.task_id, status=_service_status(found.status))
-                self.stats["reconciled_found"] += 1
-                job._next_poll = 0.0
-                self._wake_up()
-                return
-            job._reconcile_tries += 1
-            age = (_utcnow() - sent_at).total_seconds()
-            if job._reconcile_tries >= 2 and age > 2 * self.policy.reconcile_after:
-                # two list checks after the create's answer was due found nothing: no task
-                # was made, so sending it again cannot pay twice
-                self.stats["reconciled_absent"] += 1
-                self._requeue(job, "ambiguous create made no task", delay=0.0)
+                done = await self._reconcile_once(job)
+            finally:
+                await gate.reconciled()
+            if done:
                 return
             job._not_before = time.monotonic() + self.policy.reconcile_after
+
+    async def _reconcile_once(self, job: Job) -> bool:
+        sent_at = job._row.get("sent_at") or _utcnow()
+        known = {r["task_id"] for r in self.store.runs() if r.get("task_id")}
+        others = sum(1 for j in self.jobs.values() if j is not job and j.status == "SUBMITTING"
+                     and j.request.model == job.request.model and j.run_id in self._ambiguous)
+        try:
+            found = await self.aio.find_created_task(job.request, sent_at, exclude=known,
+                                                     others_pending=others)
+        except AmbiguousCreateError as e:  # candidates exist but cannot be told apart yet
+            log.info("reconcile of %s undecided: %s", job.run_id, e)
+            return False
+        except (APIError, TransportError) as e:
+            log.info("reconcile of %s failed, will retry: %s", job.run_id, e)
+            return False
+        self.stats["reconciles"] += 1
+        if found is not None:
+            try:
+                # PENDING until the next poll reads the task's real state (and, if it has
+                # already ended, its result and video URL)
+                self._update(job, task_id=found.task_id, status="PENDING")
+            except ValidationError:  # recorded meanwhile by another kernel sharing the store
+                return False
+            self.stats["reconciled_found"] += 1
+            self._ambiguous.discard(job.run_id)
+            job._next_poll = 0.0
+            self._wake_up()
+            return True
+        job._reconcile_tries += 1
+        age = (_utcnow() - sent_at).total_seconds()
+        if job._reconcile_tries >= 2 and age > 2 * self.policy.reconcile_after:
+            # two list checks, the last well after the create's answer was due, found no
+            # task: none was made, so sending it again cannot pay twice
+            self.stats["reconciled_absent"] += 1
+            self._ambiguous.discard(job.run_id)
+            self._requeue(job, "ambiguous create made no task", delay=0.0)
+            return True
+        return False
 
     # -- polling -----------------------------------------------------------------------------
     async def _poll(self, now: float) -> None:
@@ -892,10 +968,6 @@ def _owner_dead(owner: str | None) -> bool:
     except PermissionError:
         return False
     return False
-
-
-def _service_status(status: str) -> str:
-    return status if status in SERVICE_STATUSES else "PENDING"
 
 
 def _probe(path: str) -> Any:

@@ -21,7 +21,9 @@ the same exception type either way.
 **Create faults and "never pay twice".** ``create_fault_phase`` says when a fault on a create
 call is decided: ``"before"`` (no task is created), ``"after"`` (the task IS created and queued,
 then the client gets the error or the dropped connection: the ambiguous case a careful client
-reconciles through the list endpoint) or ``"random"`` (either, from the seed).
+reconciles through the list endpoint) or ``"random"`` (either, from the seed). Only server
+errors (408, 5xx) and dropped connections can come "after": a 4xx answer (429 included) is the
+service refusing the request, so it never follows a created task.
 """
 
 from __future__ import annotations
@@ -212,6 +214,8 @@ class FaultInjector:
         if fault is None:
             return None
         phase = self.config.create_fault_phase if endpoint == "create" else "before"
+        if fault.kind == "error" and 400 <= fault.status < 500 and fault.status != 408:
+            phase = "before"  # a refusal: the service made no task
         if phase == "random":
             phase = "after" if self._rng("phase").random() < 0.5 else "before"
         return Fault(fault.kind, fault.status, fault.code, fault.message, phase)
