@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import pytest
 
-SEED_TEXT = Path(__file__).resolve().parents[1].parent / "shared" / "seeds"
-
+import wan_nb
+from wan_nb.emulator.server import EmbeddedEmulator
 
 class Recorder:
     """An ``httpx.MockTransport`` handler that answers from a script and records requests."""
@@ -43,3 +42,34 @@ def json_response(status: int, body: dict, headers: dict | None = None) -> httpx
 @pytest.fixture
 def recorder() -> type[Recorder]:
     return Recorder
+
+
+@pytest.fixture
+def make_emulator(tmp_path):
+    started: list[EmbeddedEmulator] = []
+
+    def make(**kw) -> EmbeddedEmulator:
+        emu = EmbeddedEmulator(data_dir=tmp_path / f"emu{len(started)}", **kw).start()
+        started.append(emu)
+        return emu
+
+    yield make
+    for emu in started:
+        emu.stop()
+
+
+@pytest.fixture
+def make_client(tmp_path, make_emulator):
+    clients: list[wan_nb.Client] = []
+
+    def make(emu: EmbeddedEmulator | None = None, *, store=None, policy=None, **emu_kw):
+        emu = emu or make_emulator(**emu_kw)
+        c = wan_nb.Client(emu.api_key, base_url=emu.base_url, backend="emulator",
+                          store=store or tmp_path / "store", policy=policy)
+        c.emulator = emu
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.close()

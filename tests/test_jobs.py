@@ -10,43 +10,11 @@ import pytest
 import wan_nb
 from wan_nb.emulator.engine import FakeClock
 from wan_nb.emulator.faults import FaultConfig
-from wan_nb.emulator.server import EmbeddedEmulator
 from wan_nb.errors import JobTimeout, TaskExpired, UnsupportedOperationError
 from wan_nb.jobs import JobList, PollPolicy
 from wan_nb.media import probe
 
 SMALL = {"model": "wan2.5-t2v-preview", "size": "832*480", "duration": 5}
-
-
-@pytest.fixture
-def make_emulator(tmp_path):
-    started: list[EmbeddedEmulator] = []
-
-    def make(**kw) -> EmbeddedEmulator:
-        emu = EmbeddedEmulator(data_dir=tmp_path / f"emu{len(started)}", **kw).start()
-        started.append(emu)
-        return emu
-
-    yield make
-    for emu in started:
-        emu.stop()
-
-
-@pytest.fixture
-def make_client(tmp_path, make_emulator):
-    clients: list[wan_nb.Client] = []
-
-    def make(emu: EmbeddedEmulator | None = None, *, store=None, policy=None, **emu_kw):
-        emu = emu or make_emulator(**emu_kw)
-        c = wan_nb.Client(emu.api_key, base_url=emu.base_url, backend="emulator",
-                          store=store or tmp_path / "store", policy=policy)
-        c.emulator = emu
-        clients.append(c)
-        return c
-
-    yield make
-    for c in clients:
-        c.close()
 
 
 def test_submit_returns_at_once_and_the_job_completes_with_its_video(make_client):

@@ -105,12 +105,19 @@ class Experiment:
         for v in self.variants:
             params = {**self.base, **v.params}
             params.setdefault("seed", derived_seed(self.name, v.key))
+            unknown = sorted(set(params) - set(GenerationRequest.__dataclass_fields__)
+                             - {"_spec"})
+            errors += [(f"{v.key}: {u}", f"variant {v.key!r}: unknown parameter {u!r}")
+                       for u in unknown]
+            if "prompt" not in params:
+                errors.append((f"{v.key}: prompt", f"variant {v.key!r}: no prompt (give one "
+                                                   "in base= or in the variant)"))
+            known = {k: val for k, val in params.items() if k not in unknown}
             try:
-                out.append((v.key, GenerationRequest(**params)))
+                # a stand-in prompt still lets the other parameters be checked
+                out.append((v.key, GenerationRequest(**{"prompt": "?", **known})))
             except ValidationError as e:
                 errors += [(f"{v.key}: {f}", f"variant {v.key!r}: {m}") for f, m in e.errors]
-            except TypeError as e:
-                errors.append((v.key, f"variant {v.key!r}: {e}"))
         if errors:
             raise ValidationError(errors)
         if not out:
