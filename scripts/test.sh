@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh test || exit 1
 # the tests must not reach the real service, whatever the caller's shell has
 unset DASHSCOPE_API_KEY DASHSCOPE_HTTP_BASE_URL WAN_NB_STORE
-.venv/bin/python -m pytest tests notebooks --nbval-lax --sanitize-with notebooks/sanitize.cfg \
+.venv/bin/python -m pytest tests notebooks --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
   -p no:cacheprovider "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
