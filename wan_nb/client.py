@@ -513,7 +513,7 @@ class Client:
     @property
     def manager(self) -> Any:
         if self._manager is None:
-            from .jobs import JobManager
+            from .poller import JobManager
 
             self._manager = JobManager(self.aio, self.store, policy=self._policy)
         return self._manager

@@ -1,0 +1,621 @@
+"""The single poller: creates, polls, downloads and resumes every job of a client.
+
+It runs on the toolkit's loop thread (:mod:`wan_nb.runtime`). See :mod:`wan_nb.jobs` for the
+flow of a job and :class:`~wan_nb.jobs.PollPolicy` for the schedule.
+
+Polling policy, in short: each job's next poll is a share of its learned remaining run time
+(median of finished runs of the same backend, model, size and duration), clamped to a floor
+and a ceiling, with jitter. When ``list_threshold`` or more jobs are in flight, one list
+request reports all their states and only jobs that ended get a detail query. Creates respect
+each model's submission rate; queries, lists and cancels stay under 15 per second (the
+account's limit is 20).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from . import catalog, runtime
+from ._version import __version__
+from .errors import (AmbiguousCreateError, APIError, DownloadError, TaskExpired,
+                     ThrottledError, TransportError, UnsupportedOperationError,
+                     ValidationError, WanError)
+from .jobs import (ACTIVE_SERVICE, Durations, Job, JobList, PollPolicy, _utcnow)
+from .request import GenerationRequest
+from .wire import FINAL_SERVICE_STATUSES, SERVICE_STATUSES, TaskState, TaskSummary
+
+if TYPE_CHECKING:
+    from .client import AsyncClient
+    from .store import Store
+
+log = logging.getLogger("wan_nb.jobs")
+
+
+class _CreateGate:
+    """Per model: creates may overlap each other, never a reconciliation.
+
+    Reconciling an ambiguous create reads the list endpoint and adopts a task nobody has
+    claimed. A create whose answer is still on its way has a task that is on the list but not
+    yet recorded, so it would look unclaimed: reconciliation waits until no create of that
+    model is in flight, and holds new ones back while it runs.
+    """
+
+    def __init__(self) -> None:
+        self._cond = asyncio.Condition()
+        self._creating = 0
+        self._reconciling = False
+
+    async def create(self) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: not self._reconciling)
+            self._creating += 1
+
+    async def created(self) -> None:
+        async with self._cond:
+            self._creating -= 1
+            self._cond.notify_all()
+
+    async def reconcile(self) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: not self._reconciling and self._creating == 0)
+            self._reconciling = True
+
+    async def reconciled(self) -> None:
+        async with self._cond:
+            self._reconciling = False
+            self._cond.notify_all()
+
+
+
+class JobManager:
+    """Creates, polls, downloads and resumes jobs for one client and one store.
+
+    All state changes happen on the toolkit's loop thread; :meth:`submit` may be called from
+    any thread.
+    """
+
+    def __init__(self, aio: AsyncClient, store: Store, *, policy: PollPolicy | None = None,
+                 owner: str | None = None, rng: random.Random | None = None):
+        self.aio = aio
+        self.store = store
+        self.policy = policy or PollPolicy()
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.backend = aio.backend
+        self.durations = Durations()
+        self.durations.learn_from_store(store.runs(status="SUCCEEDED"))
+        self.jobs: dict[str, Job] = {}
+        self._rng = rng or random.Random()
+        self._queue: collections.deque[Job] = collections.deque()
+        self._next_create: dict[str, float] = {}
+        self._query_times: collections.deque[float] = collections.deque()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._inflight: set[asyncio.Task] = set()
+        self._dl_sem: asyncio.Semaphore | None = None
+        self._last_heartbeat = 0.0
+        self._ambiguous: set[str] = set()  # run ids whose create is being reconciled
+        self._gates: dict[str, _CreateGate] = collections.defaultdict(_CreateGate)
+        self.stats: collections.Counter[str] = collections.Counter()
+
+    # -- public (any thread) -----------------------------------------------------------------
+    def submit(self, request: GenerationRequest, *, experiment: str | None = None,
+               variant: str | None = None, tags: Iterable[str] = ()) -> Job:
+        """Record the run (status QUEUED) and hand it to the poller. Returns at once."""
+        if not isinstance(request, GenerationRequest):
+            raise ValidationError([("request", "expected a GenerationRequest")])
+        run_id = self.store.insert_run(**self._row_for(request, experiment, variant, tags))
+        job = Job(self, self.store.get_run(run_id))
+        self._register(job)
+        return job
+
+    def resume(self) -> JobList:
+        """Re-attach to every unfinished run of this backend in the store (within 24 h)."""
+        out = JobList()
+        for row in self.store.unfinished():
+            if row.get("backend") != self.backend or row["run_id"] in self.jobs:
+                continue
+            if not self._claim(row):
+                continue  # another live kernel looks after it
+            job = Job(self, self.store.get_run(row["run_id"]))
+            self._register(job)
+            out.append(job)
+        if out:
+            log.info("resumed %d unfinished runs", len(out))
+        return out
+
+    def attach(self, run_id: str) -> Job:
+        """The job of a recorded run; unfinished runs of this backend are looked after
+        again (unless another live kernel owns them)."""
+        if run_id in self.jobs:
+            return self.jobs[run_id]
+        row = self.store.get_run(run_id)
+        job = Job(self, row)
+        if not job.done and row.get("backend") == self.backend and self._claim(row):
+            job._row = self.store.get_run(run_id)
+            self._register(job)
+        else:
+            self.jobs[run_id] = job
+        return job
+
+    def _claim(self, row: dict[str, Any]) -> bool:
+        """Take over a run unless another live process looks after it. An owner on this host
+        whose process is gone (a killed kernel) is dead at once; elsewhere its heartbeat
+        decides."""
+        stale = 0.0 if _owner_dead(row.get("owner")) else 3 * self.policy.heartbeat
+        return self.store.claim(row["run_id"], self.owner, stale_after=stale)
+
+    def close(self) -> None:
+        task = self._task
+        if task is not None:
+            runtime.get_loop().call_soon_threadsafe(task.cancel)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _row_for(self, r: GenerationRequest, experiment: str | None, variant: str | None,
+                 tags: Iterable[str]) -> dict[str, Any]:
+        import json
+
+        now = _utcnow()
+        return {
+            "experiment": experiment, "variant": variant, "tags": list(tags),
+            "model": r.model, "prompt": r.prompt, "negative_prompt": r.negative_prompt,
+            "size": r.size, "width": r.width, "height": r.height, "tier": r.tier,
+            "duration": r.duration, "seed": r.seed, "prompt_extend": r.prompt_extend,
+            "watermark": r.watermark, "audio_mode": r.audio, "audio_url": r.audio_url,
+            "shot_type": r.shot_type, "fingerprint": r.fingerprint,
+            "request_json": json.dumps(r.params(), ensure_ascii=False, sort_keys=True),
+            "status": "QUEUED", "cost_usd": r.estimated_cost, "backend": self.backend,
+            "wan_nb_version": __version__, "owner": self.owner, "owner_heartbeat": now,
+        }
+
+    def _register(self, job: Job) -> None:
+        self.jobs[job.run_id] = job
+        loop = runtime.get_loop()
+        loop.call_soon_threadsafe(self._adopt, job)
+
+    def _adopt(self, job: Job) -> None:
+        """Runtime thread: start looking after ``job``."""
+        self._ensure_running()
+        status = job.status
+        if status == "QUEUED":
+            self._queue.append(job)
+        elif status == "SUBMITTING":
+            job._not_before = time.monotonic()  # resumed mid-create: reconcile first
+            self._ambiguous.add(job.run_id)
+            self._spawn(self._reconcile(job))
+        elif status == "SUCCEEDED" and not job.done:
+            self._spawn(self._refresh_then_download(job))
+        elif status in ACTIVE_SERVICE:
+            job._next_poll = 0.0
+        self._wake_up()
+
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._wake = asyncio.Event()
+            self._dl_sem = asyncio.Semaphore(self.policy.downloads)
+            self._task = asyncio.get_running_loop().create_task(self._main())
+
+    def _wake_up(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._inflight.add(task)
+        task.add_done_callback(self._spawned_done)
+
+    def _spawned_done(self, task: asyncio.Task) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("wan_nb background step failed", exc_info=task.exception())
+        self._wake_up()
+
+    async def _main(self) -> None:
+        while True:
+            try:
+                now = time.monotonic()
+                self._start_submissions(now)
+                await self._poll(now)
+                if now - self._last_heartbeat > self.policy.heartbeat:
+                    self._last_heartbeat = now
+                    self.store.heartbeat(self.owner)
+                delay = self._next_wakeup() - time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the poller must never die; the next cycle retries
+                log.exception("wan_nb poller cycle failed")
+                delay = 1.0
+            assert self._wake is not None
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.005, delay))
+            except asyncio.TimeoutError:
+                pass
+
+    def _next_wakeup(self) -> float:
+        times = [j._next_poll for j in self.jobs.values()
+                 if j.status in ACTIVE_SERVICE and j.task_id]
+        if self._queue:
+            times.append(max(min(self._next_create.get(j.request.model, 0.0)
+                                 for j in self._queue),
+                             min(j._not_before for j in self._queue)))
+        busy = bool(self._inflight) or any(not j.done for j in self.jobs.values())
+        return min(times) if times else time.monotonic() + (1.0 if busy else 30.0)
+
+    # -- submission --------------------------------------------------------------------------
+    def _start_submissions(self, now: float) -> None:
+        waiting = collections.deque()
+        while self._queue:
+            job = self._queue.popleft()
+            model = job.request.model
+            if job.status != "QUEUED":
+                continue  # cancelled while queued
+            if now < job._not_before or now < self._next_create.get(model, 0.0):
+                waiting.append(job)
+                continue
+            rate = catalog.get_model(model).submissions_per_s
+            self._next_create[model] = now + 1.0 / rate
+            self._spawn(self._create(job))
+        self._queue = waiting
+
+    async def _create(self, job: Job) -> None:
+        gate = self._gates[job.request.model]
+        await gate.create()
+        try:
+            await self._create_inside_gate(job)
+        finally:
+            await gate.created()
+
+    async def _create_inside_gate(self, job: Job) -> None:
+        sent_at = _utcnow()
+        if not self.store.transition(job.run_id, expect="QUEUED", status="SUBMITTING",
+                                     sent_at=sent_at):
+            self._reload(job)
+            return
+        self._set(job, status="SUBMITTING", sent_at=sent_at)
+        self.stats["creates"] += 1
+        try:
+            state = await self.aio.create_task(job.request)
+        except AmbiguousCreateError as e:
+            self.stats["ambiguous_creates"] += 1
+            self._ambiguous.add(job.run_id)
+            if e.sent_at is not None:
+                self._update(job, sent_at=e.sent_at)
+            job._not_before = time.monotonic() + self.policy.reconcile_after
+            self._spawn(self._reconcile(job))
+            return
+        except (ThrottledError, TransportError) as e:
+            self._requeue(job, f"{type(e).__name__}: {e}", delay=2.0)
+            return
+        except APIError as e:
+            if e.retryable:
+                self._requeue(job, str(e), delay=2.0)
+                return
+            self._finish(job, status="REJECTED", error_code=e.code, error_message=e.message,
+                         request_id=e.request_id)
+            return
+        except WanError as e:
+            self._finish(job, status="REJECTED", error_code="ValidationError",
+                         error_message=str(e))
+            return
+        self._update(job, task_id=state.task_id, request_id=state.request_id,
+                     status=state.status if state.status in SERVICE_STATUSES else "PENDING")
+        job._next_poll = time.monotonic() + self._interval(job)
+        self._wake_up()
+
+    def _requeue(self, job: Job, why: str, delay: float) -> None:
+        log.info("requeueing %s: %s", job.run_id, why)
+        if self.store.transition(job.run_id, expect="SUBMITTING", status="QUEUED"):
+            self._set(job, status="QUEUED")
+            job._not_before = time.monotonic() + delay * self._rng.uniform(0.8, 1.2)
+            self._queue.append(job)
+            self._wake_up()
+
+    async def _reconcile(self, job: Job) -> None:
+        """An ambiguous create: find its task in the list endpoint rather than pay twice."""
+        while True:
+            wait = job._not_before - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            gate = self._gates[job.request.model]
+            await gate.reconcile()
+            try:
+                done = await self._reconcile_once(job)
+            finally:
+                await gate.reconciled()
+            if done:
+                return
+            job._not_before = time.monotonic() + self.policy.reconcile_after
+
+    async def _reconcile_once(self, job: Job) -> bool:
+        sent_at = job._row.get("sent_at") or _utcnow()
+        known = {r["task_id"] for r in self.store.runs() if r.get("task_id")}
+        others = sum(1 for j in self.jobs.values() if j is not job and j.status == "SUBMITTING"
+                     and j.request.model == job.request.model and j.run_id in self._ambiguous)
+        try:
+            found = await self.aio.find_created_task(job.request, sent_at, exclude=known,
+                                                     others_pending=others)
+        except AmbiguousCreateError as e:  # candidates exist but cannot be told apart yet
+            log.info("reconcile of %s undecided: %s", job.run_id, e)
+            return False
+        except (APIError, TransportError) as e:
+            log.info("reconcile of %s failed, will retry: %s", job.run_id, e)
+            return False
+        self.stats["reconciles"] += 1
+        if found is not None:
+            try:
+                # PENDING until the next poll reads the task's real state (and, if it has
+                # already ended, its result and video URL)
+                self._update(job, task_id=found.task_id, status="PENDING")
+            except ValidationError:  # recorded meanwhile by another kernel sharing the store
+                return False
+            self.stats["reconciled_found"] += 1
+            self._ambiguous.discard(job.run_id)
+            job._next_poll = 0.0
+            self._wake_up()
+            return True
+        job._reconcile_tries += 1
+        age = (_utcnow() - sent_at).total_seconds()
+        if job._reconcile_tries >= 2 and age > 2 * self.policy.reconcile_after:
+            # two list checks, the last well after the create's answer was due, found no
+            # task: none was made, so sending it again cannot pay twice
+            self.stats["reconciled_absent"] += 1
+            self._ambiguous.discard(job.run_id)
+            self._requeue(job, "ambiguous create made no task", delay=0.0)
+            return True
+        return False
+
+    # -- polling -----------------------------------------------------------------------------
+    async def _poll(self, now: float) -> None:
+        active = [j for j in self.jobs.values() if j.status in ACTIVE_SERVICE and j.task_id]
+        due = [j for j in active if j._next_poll <= now]
+        if not due:
+            return
+        if len(active) >= self.policy.list_threshold:
+            summaries = await self._list_states(active)
+        else:
+            summaries = {}
+        for job in (active if summaries else due):
+            summary = summaries.get(job.task_id)
+            if summary is not None and summary.status not in FINAL_SERVICE_STATUSES:
+                # learned from the list: no detail request needed until the task ends
+                self._apply_summary(job, summary)
+                continue
+            if summary is None and job._next_poll > now:
+                continue
+            await self._throttle_queries()
+            try:
+                state = await self.aio.get_task(job.task_id)
+            except (APIError, TransportError) as e:
+                log.info("query of %s failed: %s", job.task_id, e)
+                job._next_poll = time.monotonic() + self.policy.floor * 4
+                continue
+            self.stats["queries"] += 1
+            self._apply(job, state)
+
+    async def _list_states(self, active: list[Job]) -> dict[str, TaskSummary]:
+        oldest = min((j._row.get("sent_at") or j._row["created_at"]) for j in active)
+        start = oldest - dt.timedelta(seconds=60)
+        end = min(start + catalog.TASK_TTL, _utcnow() + dt.timedelta(seconds=60))
+        out: dict[str, TaskSummary] = {}
+        wanted = {j.task_id for j in active}
+        try:
+            for page_no in range(1, self.policy.max_list_pages + 1):
+                await self._throttle_queries()
+                page = await self.aio.list_tasks(start_time=start, end_time=end,
+                                                 page_no=page_no, page_size=100)
+                self.stats["lists"] += 1
+                out.update((t.task_id, t) for t in page.tasks if t.task_id in wanted)
+                if page_no >= page.total_page or wanted <= set(out):
+                    break
+        except (APIError, TransportError) as e:
+            log.info("list failed, falling back to queries: %s", e)
+        return out
+
+    async def _throttle_queries(self) -> None:
+        """Stay under the account's query rate (a sliding one-second window)."""
+        q = self._query_times
+        while True:
+            now = time.monotonic()
+            while q and now - q[0] > 1.0:
+                q.popleft()
+            if len(q) < self.policy.query_rate:
+                q.append(now)
+                return
+            await asyncio.sleep(1.0 - (now - q[0]) + 0.001)
+
+    def _apply_summary(self, job: Job, s: TaskSummary) -> None:
+        """A state from the list endpoint (not final): record a change, schedule a poll."""
+        if s.status != job.status and s.status in ACTIVE_SERVICE:
+            fields: dict[str, Any] = {"status": s.status}
+            if s.status == "RUNNING" and s.started is not None:
+                fields["scheduled_time"] = s.started
+            self._update(job, **fields)
+        job._next_poll = time.monotonic() + self._interval(job)
+
+    def _apply(self, job: Job, state: TaskState) -> None:
+        status = state.status
+        if status not in SERVICE_STATUSES:
+            job._unrecognized += 1
+            if job._unrecognized >= self.policy.max_unrecognized:
+                self._finish(job, status="UNKNOWN", error_code="UnrecognizedStatus",
+                             error_message=f"the service kept answering status {status!r}, "
+                                           "which this wan_nb version does not know")
+            else:
+                job._next_poll = time.monotonic() + self._interval(job)
+            return
+        job._unrecognized = 0
+        fields: dict[str, Any] = {"status": status}
+        for name in ("submit_time", "scheduled_time", "end_time", "actual_prompt"):
+            value = getattr(state, name)
+            if value is not None:
+                fields[name] = value
+        if state.submit_time is not None and job._row.get("sent_at") is not None:
+            job._skew = (state.submit_time - job._row["sent_at"]).total_seconds()
+        if state.code or state.message:
+            fields.update(error_code=state.code, error_message=state.message)
+        if state.usage is not None:
+            fields.update(state.usage.columns(), usage_json=dict(state.usage.raw))
+            seconds, size = state.usage.seconds, job.request.size or ""
+            price = catalog.price_per_second(job.request.model, size)
+            if seconds is not None and price is not None:
+                fields["cost_usd"] = round(price * seconds, 6)
+        if state.video_url:
+            fields.update(video_url=state.video_url,
+                          video_url_expires_at=state.video_expires_at)
+        if status == "UNKNOWN":
+            fields.update(error_code="UNKNOWN", error_message=(
+                f"the service no longer knows task {job.task_id}: task ids and results expire "
+                "24 hours after creation"))
+        if status in ("FAILED", "CANCELED", "UNKNOWN"):
+            if status == "FAILED":
+                fields["cost_usd"] = 0.0  # failed tasks are not billed
+            self._finish(job, **fields)
+            return
+        if status == "SUCCEEDED":
+            self._update(job, **fields)
+            self.durations.learn(self.backend, job.request.model, job.request.size or "",
+                                 int(job.request.duration or 0), job._row.get("run_s"))
+            self._spawn(self._download(job))
+            return
+        self._update(job, **fields)
+        job._next_poll = time.monotonic() + self._interval(job)
+
+    def _interval(self, job: Job) -> float:
+        r = job.request
+        run = self.durations.expected_run(self.backend, r.model, r.size or "",
+                                          int(r.duration or 0))
+        started = job._local_time("scheduled_time")
+        remaining = run if started is None else started + run - time.time()
+        return self.policy.interval(remaining, self._rng)
+
+    # -- download ----------------------------------------------------------------------------
+    async def _refresh_then_download(self, job: Job) -> None:
+        try:
+            state = await self.aio.get_task(job.task_id)
+        except (APIError, TransportError):
+            state = None
+        if state is not None and state.status == "SUCCEEDED" and state.video_url:
+            self._update(job, video_url=state.video_url,
+                         video_url_expires_at=state.video_expires_at)
+        await self._download(job)
+
+    async def _download(self, job: Job) -> None:
+        assert self._dl_sem is not None
+        async with self._dl_sem:
+            url = job._row.get("video_url")
+            path = self.store.new_video_path(job.run_id)
+            if not url:
+                self._finish(job, download_error="the service reported success without a "
+                                                 "video_url")
+                return
+            try:
+                result = await self.aio.download(url, path)
+                info = await asyncio.to_thread(_probe, str(path))
+            except TaskExpired as e:
+                self._finish(job, status="EXPIRED", download_error=str(e),
+                             error_code="ResultExpired",
+                             error_message="the video was not downloaded within the service's "
+                                           "24 hours and is gone")
+                return
+            except (DownloadError, TransportError, ValueError, OSError) as e:
+                path.unlink(missing_ok=True)
+                self._finish(job, download_error=f"{type(e).__name__}: {e}")
+                return
+            self.stats["downloads"] += 1
+            problems = _check_video(job.request, info)
+            self._finish(job, video_path=str(result.path), video_sha256=result.sha256,
+                         video_bytes=result.bytes, video_fps=info.fps,
+                         video_frames=info.frames, video_duration=info.duration,
+                         has_audio=info.has_audio,
+                         download_error=("; ".join(problems) if problems else None))
+
+    # -- cancel ------------------------------------------------------------------------------
+    async def _cancel(self, job: Job) -> None:
+        if job.status == "QUEUED":
+            if self.store.transition(job.run_id, expect="QUEUED", status="CANCELED",
+                                     error_message="cancelled before it was submitted"):
+                self._finish(job, status="CANCELED")
+                return
+            self._reload(job)
+        if job.status == "SUBMITTING":
+            raise UnsupportedOperationError(400, "UnsupportedOperation",
+                                            f"job {job.run_id} is being submitted right now; "
+                                            "cancel it again in a moment")
+        if job.status != "PENDING":
+            raise UnsupportedOperationError(
+                400, "UnsupportedOperation", f"job {job.run_id} is {job.status}; only QUEUED "
+                "or PENDING jobs can be cancelled (the service does not stop running tasks)")
+        await self.aio.cancel_task(job.task_id)
+        self._apply(job, await self.aio.get_task(job.task_id))
+
+    # -- state changes (runtime thread) ------------------------------------------------------
+    def _reload(self, job: Job) -> None:
+        job._row = self.store.get_run(job.run_id)
+
+    def _set(self, job: Job, **fields: Any) -> None:
+        job._row = {**job._row, **fields}
+
+    def _update(self, job: Job, **fields: Any) -> None:
+        self.store.update_run(job.run_id, **fields)
+        self._reload(job)
+        self._notify(job)
+
+    def _finish(self, job: Job, **fields: Any) -> None:
+        self._update(job, **fields)
+        if job.done:
+            self.store.release(job.run_id, self.owner)  # nothing left to look after
+            job._event().set()
+
+    def _notify(self, job: Job) -> None:
+        for cb in list(job._callbacks):
+            try:
+                cb(job)
+            except Exception:
+                log.exception("job callback failed")
+
+
+def _owner_dead(owner: str | None) -> bool:
+    """True when ``owner`` (``host:pid:tag``) is a process of this host that no longer runs."""
+    if not owner:
+        return True
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _probe(path: str) -> Any:
+    from .media import probe
+
+    return probe(path)
+
+
+def _check_video(request: GenerationRequest, info: Any) -> list[str]:
+    """What in the downloaded video differs from what was asked (empty when all is well)."""
+    problems = []
+    if (info.width, info.height) != (request.width, request.height):
+        problems.append(f"video is {info.width}*{info.height}, asked {request.size}")
+    if request.duration and abs(info.duration - request.duration) > 0.5:
+        problems.append(f"video lasts {info.duration:.2f} s, asked {request.duration} s")
+    return problems
+
