@@ -347,7 +347,7 @@ def _run_all_and_check(page: Any, lab: LabServer, expect: Any, console: list[str
     tracker = page.locator(".jp-OutputArea-output .widget-vbox",
                            has=page.locator(".widget-hprogress, .widget-progress")).first
     expect(tracker).to_be_visible()
-    expect(tracker.locator(".widget-html").first).to_contain_text("3/3 done")
+    expect(tracker.locator(".widget-html").first).to_contain_text("3 of 3 done")
     rows = tracker.locator(".widget-hbox", has=page.locator(".widget-hprogress, .widget-progress"))
     expect(rows).to_have_count(3)
     for i in range(3):

@@ -73,8 +73,8 @@ def connect(api_key: str | None = None, *, region: str | None = None,
         client.emulator = emu
         if not quiet:
             print(f"wan_nb {__version__}: no DASHSCOPE_API_KEY, so this session uses the offline "
-                  f"emulator at {emu.base_url} (synthetic videos, nothing billed). Runs are "
-                  f"recorded in {the_store.root}.", file=sys.stdout)
+                  f"emulator at {emu.base_url}\n(synthetic videos, nothing billed).\n"
+                  f"Runs are recorded in {the_store.root}", file=sys.stdout)
     else:
         client = Client(key, region=region, base_url=base_url, store=the_store, **kwargs)
     if resume:

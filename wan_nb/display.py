@@ -42,7 +42,7 @@ def video_tag(path: str | None, width: int = 480) -> str:
     if src is None:
         return (f"<div><i>video at {html.escape(str(path))} (outside the notebook's folder)"
                 "</i></div>" if path else "")
-    return (f'<video src="{html.escape(src)}" controls loop muted playsinline preload="metadata" '
+    return (f'<video src="{html.escape(src)}" controls loop playsinline preload="metadata" '
             f'style="max-width:100%;width:{width}px"></video>')
 
 

@@ -50,7 +50,7 @@ class ValidationError(WanError, ValueError):
         self.errors = list(errors)
         lines = [msg for _, msg in self.errors]
         super().__init__(lines[0] if len(lines) == 1 else
-                         f"{len(lines)} problems: " + "; ".join(lines))
+                         f"{len(lines)} problems:\n  - " + "\n  - ".join(lines))
 
     @property
     def fields(self) -> list[str]:

@@ -200,8 +200,9 @@ class Job:
         eta = self.eta()
         elapsed = self.elapsed
         frac = 1.0 if self.done else (elapsed / (elapsed + eta) if eta else 0.0)
-        return {"run_id": self.run_id, "status": self.status, "elapsed": elapsed, "eta": eta,
-                "fraction": min(1.0, frac), "done": self.done, "error": self.error}
+        return {"run_id": self.run_id, "status": self.status, "elapsed": round(elapsed, 1),
+                "eta": None if eta is None else round(eta, 1),
+                "fraction": round(min(1.0, frac), 3), "done": self.done, "error": self.error}
 
     def _local_time(self, name: str) -> float | None:
         when = self._row.get(name)
@@ -340,8 +341,9 @@ class JobList(list):
         counts = collections.Counter(j.status for j in self)
         etas = [e for j in self if (e := j.eta()) is not None]
         done = sum(j.done for j in self)
-        return {"total": len(self), "done": done, "fraction": done / len(self) if self else 1.0,
-                "by_status": dict(counts), "eta": max(etas) if etas else None}
+        return {"total": len(self), "done": done,
+                "fraction": round(done / len(self), 3) if self else 1.0,
+                "by_status": dict(counts), "eta": round(max(etas), 1) if etas else None}
 
     def cancel(self) -> list[Job]:
         """Cancel every job that still can be; returns those cancelled."""

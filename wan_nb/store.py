@@ -30,9 +30,11 @@ import json
 import math
 import numbers
 import os
+import random
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
@@ -174,7 +176,7 @@ class Store:
                     f"the ledger {self.db_path} has schema version {version}, but this wan_nb "
                     f"({__version__}) knows versions up to {SCHEMA_VERSION}; upgrade wan_nb "
                     "(the file was not modified)")
-            con.execute("PRAGMA journal_mode = WAL")
+            self._enable_wal(con)
             # In WAL mode NORMAL syncs at checkpoints, not at each commit: a killed process
             # (the kill -9 case) never loses or corrupts a committed transaction; only an OS
             # crash or power cut can roll back the last few commits, never corrupt the file.
@@ -190,6 +192,23 @@ class Store:
             raise
         self._con, self._pid = con, os.getpid()
         return con
+
+    def _enable_wal(self, con: sqlite3.Connection) -> None:
+        """Switch to WAL once per file. The switch needs an exclusive lock, and SQLite can
+        answer SQLITE_BUSY at once (without the busy handler) while another process opens the
+        same new file, so retry within the busy timeout."""
+        deadline = time.monotonic() + self._busy_ms / 1000
+        while True:
+            try:
+                if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    con.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01 + random.random() * 0.04)
 
     def _migrate(self, con: sqlite3.Connection) -> None:
         """Bring the file to SCHEMA_VERSION in one transaction (another process may race)."""

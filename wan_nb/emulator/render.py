@@ -452,7 +452,7 @@ def _overlay_layers(spec: RenderSpec) -> list[_Layer]:
     margin = _even(base * 0.045)
     pad = max(6, round(base * 0.028))
     size = max(14, round(base * 0.058))
-    meta_size = max(11, round(size * 0.55))
+    meta_size = max(12, round(size * 0.75))  # legible when the player is ~300 px wide
     font, meta_font = load_font(size), load_font(meta_size)
     max_text = w - 2 * margin - 2 * pad
     pitch, meta_pitch = round(size * 1.32), round(meta_size * 1.35)

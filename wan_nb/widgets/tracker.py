@@ -22,21 +22,28 @@ class _Row:
     def __init__(self, job: Any, tracker: Tracker):
         self.job = job
         r = job.request
-        self.title = W.HTML(f"<span title='{html.escape(r.prompt)}'>"
-                            f"{html.escape(r.prompt[:48] + ('…' if len(r.prompt) > 48 else ''))}"
-                            f"</span> <small>{html.escape(r.model)} {html.escape(str(r.size))} "
-                            f"{r.duration}s seed {r.seed}</small>",
-                            layout=W.Layout(width="46%"))
-        self.status = W.HTML(layout=W.Layout(width="110px"))
-        self.bar = W.FloatProgress(min=0.0, max=1.0, value=0.0, layout=W.Layout(width="22%"))
-        self.time = W.Label(layout=W.Layout(width="120px"))
-        self.cancel = W.Button(description="Cancel", layout=W.Layout(width="70px"),
+        prompt = html.escape(r.prompt)
+        one_line = "white-space:nowrap;overflow:hidden;text-overflow:ellipsis;line-height:1.3"
+        self.title = W.HTML(
+            f"<div style='{one_line}' title='{prompt}'>{prompt}</div>"
+            f"<div style='{one_line};font-size:0.85em;color:#57606a'>"
+            f"{html.escape(r.model)} · {html.escape(str(r.size))} · {r.duration}s · "
+            f"seed {r.seed}</div>",
+            layout=W.Layout(flex="1 1 auto", min_width="160px", overflow="hidden"))
+        self.status = W.HTML(layout=W.Layout(width="100px", flex="0 0 auto"))
+        self.bar = W.FloatProgress(min=0.0, max=1.0, value=0.0,
+                                   layout=W.Layout(width="160px", flex="0 0 auto"))
+        self.time = W.Label(layout=W.Layout(width="110px", flex="0 0 auto",
+                                            padding="0 0 0 8px"))
+        self.cancel = W.Button(description="Cancel",
+                               layout=W.Layout(width="auto", min_width="72px", flex="0 0 auto"),
                                tooltip="Cancel (only QUEUED or PENDING jobs can be cancelled)")
         self.cancel.on_click(self._on_cancel)
         self.message = W.HTML()
         self.player = W.Output()
         self.shown_video = False
-        self.box = W.VBox([W.HBox([self.title, self.status, self.bar, self.time, self.cancel]),
+        self.box = W.VBox([W.HBox([self.title, self.status, self.bar, self.time, self.cancel],
+                                  layout=W.Layout(align_items="center", width="100%")),
                            self.message, self.player])
         self.tracker = tracker
 
@@ -56,6 +63,8 @@ class _Row:
         eta = "" if p["eta"] is None else f" · ETA {p['eta']:.0f}s"
         self.time.value = f"{p['elapsed']:.0f}s{eta}"
         self.cancel.disabled = job.status not in ("QUEUED", "PENDING")
+        if job.done:
+            self.cancel.layout.display = "none"
         if job.error:
             self.message.value = (f"<small style='color:#cf222e'>{html.escape(job.error)}"
                                   "</small>")
@@ -63,7 +72,7 @@ class _Row:
             self.shown_video = True
             from IPython.display import HTML
 
-            self.player.append_display_data(HTML(video_tag(job.video, 360)))
+            self.player.append_display_data(HTML(video_tag(job.video, 240)))
 
 
 class Tracker(W.VBox):
@@ -92,8 +101,8 @@ class Tracker(W.VBox):
         for r in self._rows:
             counts[r.job.status] = counts.get(r.job.status, 0) + 1
         done = sum(r.job.done for r in self._rows)
-        parts = " ".join(f"{badge(k)} {v}" for k, v in sorted(counts.items()))
-        self.header.value = f"<b>{done}/{len(self._rows)} done</b> {parts}"
+        parts = " ".join(f"{v} {badge(k)}" for k, v in sorted(counts.items()))
+        self.header.value = f"<b>{done} of {len(self._rows)} done</b> · {parts}"
 
     def _refresh_all(self) -> None:
         for r in self._rows:
