@@ -1,0 +1,828 @@
+"""wan_nb's jobs (one poller on the toolkit's thread) against the official dashscope SDK.
+
+    python benchmarks/bench_jobs.py [--quick]
+
+Three measurements in one run, every server an emulator on 127.0.0.1:
+
+1. Kernel responsiveness: a real Jupyter kernel runs ``wan_nb.connect(speed=30)`` (the embedded
+   emulator, in the kernel's process) with N jobs in flight; the round trip of a trivial cell
+   (``1+1``, execute -> reply) is sampled while they are created and polled. Compared with an
+   idle kernel and with a kernel where ``dashscope.VideoSynthesis.call`` runs in a cell: the
+   next cell waits for the whole task.
+2. A 50-task sweep at the model's concurrency of 5 ("fast" emulator, a fresh one per
+   contender): wan_nb ``submit`` x50 + ``JobList.wait()`` (videos downloaded and probed), the
+   SDK's sequential ``VideoSynthesis.call`` loop, and ``AioVideoSynthesis.call`` under
+   ``asyncio.gather``; against the emulator's own schedule.
+3. Requests per task (the emulator's ``/_emulator/stats``) and notice delay (a task's end in
+   the emulator -> the moment the client knew), for the single-task and 50-task scenarios.
+
+The SDK contenders get the emulator's query limit lifted only when they hit 429s with it (the
+run says so). ``--quick`` shrinks every scenario (under ~2 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import queue
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+KEY = "sk-bench-jobs"
+MODEL, SIZE, DURATION = "wan2.5-t2v-preview", "624*624", 5
+SUBMISSIONS_PER_S, CONCURRENCY = 5, 5  # wan2.5-t2v-preview in the catalog
+SDK_PACE_S = 0.21  # the aio SDK contender's pacing of creates (it does not pace itself)
+OUR_ENV = ("DASHSCOPE_API_KEY", "DASHSCOPE_HTTP_BASE_URL", "WAN_NB_STORE", "WAN_NB_EMULATOR_DIR")
+
+
+@dataclass(frozen=True)
+class Plan:
+    kernel_jobs: int
+    kernel_samples: int
+    kernel_speed: float
+    idle_samples: int
+    sdk_kernel_calls: int
+    sweep_tasks: int
+    single_tasks: int
+    embedded_row: bool
+    sweep_budget: float  # seconds per sweep contender before it is cut short
+
+
+FULL = Plan(kernel_jobs=200, kernel_samples=200, kernel_speed=30.0, idle_samples=100,
+            sdk_kernel_calls=5, sweep_tasks=50, single_tasks=5, embedded_row=True,
+            sweep_budget=300.0)
+QUICK = Plan(kernel_jobs=50, kernel_samples=60, kernel_speed=30.0, idle_samples=30,
+             sdk_kernel_calls=1, sweep_tasks=10, single_tasks=2, embedded_row=False,
+             sweep_budget=60.0)
+
+
+# -- small helpers -----------------------------------------------------------------------------
+def pct(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100); nan for no values."""
+    if not values:
+        return math.nan
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(p / 100 * len(s)) - 1))]
+
+
+def med(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def fmt(x: float | None, unit: str = "", digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.{digits}f}{unit}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    body = ["| " + " | ".join(c.rjust(w) if i else c.ljust(w)
+                              for i, (c, w) in enumerate(zip(r, widths, strict=True))) + " |"
+            for r in cells]
+    return "\n".join([line, sep, *body])
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def note(text: str) -> None:
+    sys.stderr.write(f"  .. {text}\n")
+    sys.stderr.flush()
+
+
+def clean_env() -> dict[str, str]:
+    """Our environment without a real key or base URL (everything here is the emulator)."""
+    env = {k: v for k, v in os.environ.items() if k not in OUR_ENV}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    return env
+
+
+# -- an emulator in its own process ------------------------------------------------------------
+class EmulatorProcess:
+    """``python -m wan_nb.emulator`` on a free loopback port, so that client and server do not
+    share a process (and its GIL)."""
+
+    def __init__(self, data_dir: Path, speed: str | float = "fast", query_limit: bool = True):
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.query_limit = query_limit
+        cmd = [sys.executable, "-m", "wan_nb.emulator", "--host", "127.0.0.1", "--port", "0",
+               "--key", KEY, "--speed", str(speed), "--data-dir", str(data_dir)]
+        if not query_limit:
+            cmd.append("--no-query-limit")
+        self._log = open(data_dir / "emulator.log", "w")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, text=True,
+                                     cwd=str(ROOT), env=clean_env())
+        assert self.proc.stdout is not None
+        banner = self.proc.stdout.readline()
+        m = re.search(r"listening on (http://\S+) ", banner)
+        if not m:
+            self.stop()
+            raise RuntimeError(f"emulator did not start: {banner!r}; see {data_dir}/emulator.log")
+        self.base_url = m.group(1)
+        self.api_base = self.base_url + "/api/v1"
+        self._http = httpx.Client(base_url=self.base_url, trust_env=False, timeout=30,
+                                  headers={"Authorization": f"Bearer {KEY}"})
+
+    def stats(self) -> dict[str, Any]:
+        r = self._http.get("/_emulator/stats")
+        r.raise_for_status()
+        return r.json()
+
+    def tasks(self) -> dict[str, dict[str, Any]]:
+        """Every task of the last 24 h by id: gmt_create/start_time/end_time in epoch s."""
+        return list_emulator_tasks(self._http)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: the CLI exits 0
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if hasattr(self, "_http"):
+            self._http.close()
+        self._log.close()
+
+
+def list_emulator_tasks(http: httpx.Client) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    page = 1
+    while True:
+        for _attempt in range(5):
+            r = http.get("/api/v1/tasks", params={"page_no": page, "page_size": 100})
+            if r.status_code != 429:
+                break
+            time.sleep(0.5)
+        r.raise_for_status()
+        body = r.json()
+        for t in body["data"]:
+            out[t["task_id"]] = {"status": t["status"], "submit": t["gmt_create"] / 1000,
+                                 "start": (t.get("start_time") or 0) / 1000 or None,
+                                 "end": (t.get("end_time") or 0) / 1000 or None}
+        if page >= body["total_page"]:
+            return out
+        page += 1
+
+
+@contextmanager
+def emulator(tmp: Path, name: str, **kw: Any) -> Iterator[EmulatorProcess]:
+    emu = EmulatorProcess(tmp / name, **kw)
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+def per_task(stats: dict[str, Any], n: int) -> dict[str, float]:
+    creates = stats["creates"]["accepted"] + stats["creates"]["refused"]
+    api = creates + stats["queries"] + stats["lists"] + stats["cancels"]
+    return {"creates": creates / n, "queries": stats["queries"] / n, "lists": stats["lists"] / n,
+            "api": api / n, "throttled": float(stats["throttled"]),
+            "refused": float(stats["creates"]["refused"])}
+
+
+# -- the emulator's own schedule ---------------------------------------------------------------
+def ideal_makespan(tasks: list[dict[str, Any]], dispatch: float) -> float:
+    """The sweep's shortest possible wall time on this emulator: creates exactly at the
+    submission rate from t=0, every task served (FIFO, CONCURRENCY slots) for the time the
+    emulator actually served it (end - start, render included)."""
+    free = [0.0] * CONCURRENCY
+    last = 0.0
+    for i, t in enumerate(sorted(tasks, key=lambda t: t["submit"])):
+        ready = i / SUBMISSIONS_PER_S + dispatch
+        k = min(range(CONCURRENCY), key=free.__getitem__)
+        free[k] = max(free[k], ready) + (t["end"] - t["start"])
+        last = max(last, free[k])
+    return last
+
+
+def schedule(tasks: list[dict[str, Any]]) -> dict[str, float]:
+    from wan_nb.emulator.speed import timing
+
+    done = [t for t in tasks if t["end"] and t["start"]]
+    if not done:
+        return {"span": math.nan, "ideal": math.nan, "service": math.nan, "creates": math.nan}
+    dispatch = timing("fast", 624, 624, DURATION)[0]
+    submits = [t["submit"] for t in tasks]
+    return {"span": max(t["end"] for t in done) - min(t["submit"] for t in done),
+            "creates": max(submits) - min(submits),
+            "ideal": ideal_makespan(done, dispatch),
+            "service": med([t["end"] - t["start"] for t in done])}
+
+
+# -- results -----------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """One contender in one scenario."""
+
+    name: str
+    n: int
+    wall: float = math.nan  # first create call -> the last result in the caller's hands
+    noticed_wall: float = math.nan  # first create call -> the last task known to have ended
+    notice: list[float] = field(default_factory=list)  # task end -> client knew, seconds
+    done: list[float] = field(default_factory=list)  # task end -> video on disk (wan_nb)
+    fetch: list[float] = field(default_factory=list)  # noticed -> on disk, per task (wan_nb)
+    stats: dict[str, Any] = field(default_factory=dict)
+    sched: dict[str, float] = field(default_factory=dict)
+    downloads: int = 0
+    ok: int = 0
+    remark: str = ""
+
+
+def delays(ended: dict[str, float], tasks: dict[str, dict[str, Any]]) -> list[float]:
+    return [at - tasks[tid]["end"] for tid, at in ended.items()
+            if tid in tasks and tasks[tid]["end"]]
+
+
+# -- wan_nb in this process --------------------------------------------------------------------
+def wan_nb_run(name: str, n: int, tmp: Path, *, embedded: bool, budget: float,
+               sequential: bool = False) -> Run:
+    """wan_nb against a fresh emulator: ``submit`` x n + ``JobList.wait()``, or (sequential)
+    one ``submit(...).result()`` after the other."""
+    import wan_nb
+
+    run = Run(name, n)
+    store = tmp / name.replace(" ", "_")
+    emu: EmulatorProcess | None = None
+    if embedded:  # connect()'s default: the emulator embedded in this process
+        client = wan_nb.connect(quiet=True, store=store, speed="fast", resume=False,
+                                emulator=True)
+    else:
+        emu = EmulatorProcess(tmp / (name.replace(" ", "_") + "_emu"))
+        # backend="emulator": the run-time prior connect() gives an emulator (3 s, not 150 s)
+        client = wan_nb.connect(KEY, base_url=emu.api_base, backend="emulator", store=store,
+                                quiet=True, resume=False)
+    noticed: dict[str, float] = {}
+    finished: dict[str, float] = {}
+
+    def watch(job: Any) -> None:
+        now = time.time()
+        if job.status == "SUCCEEDED" and job.task_id not in noticed:
+            noticed[job.task_id] = now
+        if job.done and job.run_id not in finished:
+            finished[job.run_id] = now
+
+    jobs = wan_nb.JobList()
+    try:
+        t0 = time.time()
+        deadline = time.monotonic() + budget
+        for i in range(n):
+            job = client.submit(f"bench sweep fox {i}", model=MODEL, size=SIZE,
+                                duration=DURATION, seed=i)
+            job.on_change(watch)
+            jobs.append(job)
+            if sequential:
+                try:
+                    job.result(timeout=max(1.0, deadline - time.monotonic()),
+                               raise_on_error=False)
+                except wan_nb.JobTimeout:
+                    run.remark = f"cut at the {budget:.0f} s budget"
+                    break
+        if not sequential:
+            try:
+                jobs.wait(timeout=max(1.0, deadline - time.monotonic()), progress=False)
+            except wan_nb.JobTimeout:
+                run.remark = f"cut at the {budget:.0f} s budget"
+        t_end = time.time()
+        run.ok = sum(j.ok for j in jobs)
+        run.wall = (max(finished.values()) if finished else t_end) - t0
+        run.noticed_wall = (max(noticed.values()) if noticed else math.nan) - t0
+        run.downloads = int(client.manager.stats["downloads"])
+        if emu is not None:
+            run.stats = emu.stats()
+            tasks = emu.tasks()
+        else:
+            with httpx.Client(base_url=client.emulator.base_url, trust_env=False, timeout=30,
+                              headers={"Authorization": f"Bearer {client.emulator.api_key}"}
+                              ) as http:
+                run.stats = http.get("/_emulator/stats").json()
+                tasks = list_emulator_tasks(http)
+        run.notice = delays(noticed, tasks)
+        by_task = {j.task_id: finished[j.run_id] for j in jobs if j.run_id in finished
+                   and j.task_id and j.status == "SUCCEEDED"}
+        run.done = delays(by_task, tasks)
+        run.fetch = [at - noticed[tid] for tid, at in by_task.items() if tid in noticed]
+        refused = run.stats["creates"]["refused"]
+        if refused:
+            sent = refused + run.stats["creates"]["accepted"]
+            note = (f"{refused} of {sent} create requests refused (429 Throttling.RateQuota); "
+                    f"the poller started {client.manager.stats['creates']} creates, the other "
+                    f"{sent - client.manager.stats['creates']} requests are AsyncClient's own "
+                    "retries of a 429")
+            run.remark = f"{run.remark}; {note}" if run.remark else note
+        run.sched = schedule([tasks[j.task_id] for j in jobs if j.task_id in tasks])
+        run.n = len(jobs)
+    finally:
+        client.close()
+        if emu is not None:
+            emu.stop()
+        elif client.emulator is not None:
+            client.emulator.stop()
+    return run
+
+
+# -- the official SDK in this process ----------------------------------------------------------
+def sdk_sequential(n: int, tmp: Path, budget: float) -> Run:
+    import dashscope
+    from dashscope import VideoSynthesis
+    from dashscope.api_entities.http_request import close_shared_sync_session
+
+    run = Run("SDK VideoSynthesis.call loop", n)
+    returned: dict[str, float] = {}
+    with emulator(tmp, "sdk_seq_emu") as emu:
+        dashscope.base_http_api_url = emu.api_base
+        t0 = time.time()
+        deadline = time.monotonic() + budget
+        for i in range(n):
+            if time.monotonic() > deadline:
+                run.remark = f"cut at the {budget:.0f} s budget after {i} tasks"
+                run.n = i
+                break
+            rsp = VideoSynthesis.call(api_key=KEY, model=MODEL, prompt=f"bench sweep fox {i}",
+                                      size=SIZE, duration=DURATION, seed=i)
+            at = time.time()
+            if rsp.status_code == 200 and rsp.output.task_status == "SUCCEEDED":
+                returned[rsp.output.task_id] = at
+                run.ok += 1
+        run.wall = time.time() - t0
+        run.noticed_wall = run.wall
+        close_shared_sync_session()
+        run.stats = emu.stats()
+        tasks = emu.tasks()
+    run.notice = delays(returned, tasks)
+    run.sched = schedule(list(tasks.values()))
+    return run
+
+
+def sdk_gather(n: int, tmp: Path, budget: float, query_limit: bool) -> tuple[Run, int]:
+    """``AioVideoSynthesis`` x n under ``asyncio.gather``: what its ``call`` does
+    (``async_call`` then ``wait``, see ``BaseAsyncAioApi.call``), with the creates paced at
+    SDK_PACE_S and a create answered 429 sent again after 1 s (the SDK does neither, and 50
+    creates at once would mostly be refused: 5 per second). Returns the run and how many
+    calls came back with HTTP 429 as their result (a throttled query ends ``wait``)."""
+    import dashscope
+    from dashscope.aigc.video_synthesis import AioVideoSynthesis
+    # from its module: dashscope/__init__.pyi declares it sync, but it is a coroutine
+    from dashscope.api_entities.aio_session import close_shared_aio_session
+
+    label = "SDK AioVideoSynthesis + gather" + ("" if query_limit else " (no query limit)")
+    run = Run(label, n)
+    returned: dict[str, float] = {}
+    throttled = 0
+    resent = 0
+
+    async def one(i: int) -> Any:
+        nonlocal resent
+        await asyncio.sleep(i * SDK_PACE_S)
+        while True:
+            task = await AioVideoSynthesis.async_call(
+                api_key=KEY, model=MODEL, prompt=f"bench sweep fox {i}", size=SIZE,
+                duration=DURATION, seed=i)
+            if task.status_code != 429:
+                break
+            resent += 1
+            await asyncio.sleep(1.0)
+        if task.status_code != 200:
+            return task, time.time()
+        rsp = await AioVideoSynthesis.wait(task, api_key=KEY)
+        return rsp, time.time()
+
+    async def main() -> list[Any]:
+        try:
+            return await asyncio.wait_for(
+                asyncio.gather(*(one(i) for i in range(n)), return_exceptions=True), budget)
+        finally:
+            await close_shared_aio_session()
+
+    name = "sdk_aio_emu" + ("" if query_limit else "_nolimit")
+    with emulator(tmp, name, query_limit=query_limit) as emu:
+        dashscope.base_http_api_url = emu.api_base
+        t0 = time.time()
+        try:
+            results = asyncio.run(main())
+        except asyncio.TimeoutError:
+            results = []
+            run.remark = f"cut at the {budget:.0f} s budget"
+        run.wall = time.time() - t0
+        errors: list[str] = []
+        for res in results:
+            if isinstance(res, BaseException):
+                errors.append(f"{type(res).__name__}: {res}"[:120])
+                continue
+            rsp, at = res
+            if rsp.status_code == 429:
+                throttled += 1
+            elif rsp.status_code == 200 and rsp.output.task_status == "SUCCEEDED":
+                returned[rsp.output.task_id] = at
+                run.ok += 1
+            else:
+                errors.append(f"HTTP {rsp.status_code} {rsp.code}")
+        run.noticed_wall = (max(returned.values()) - t0) if returned else math.nan
+        run.stats = emu.stats()
+        tasks = emu.tasks()
+    notes = [run.remark] if run.remark else []
+    notes.append(f"creates paced at {SDK_PACE_S} s; {resent} creates refused (429 "
+                 "Throttling.RateQuota) and resent after 1 s")
+    if throttled:
+        notes.append(f"{throttled} calls returned HTTP 429 (a throttled query) as their result")
+    if errors:
+        notes.append(f"{len(errors)} other failures, e.g. {errors[0]}")
+    run.remark = "; ".join(notes)
+    run.notice = delays(returned, tasks)
+    run.sched = schedule(list(tasks.values()))
+    return run, throttled
+
+
+# -- kernels -----------------------------------------------------------------------------------
+class Kernel:
+    def __init__(self, cwd: Path):
+        from jupyter_client.manager import start_new_kernel
+
+        self.km, self.kc = start_new_kernel(kernel_name="python3", cwd=str(cwd),
+                                            env=clean_env())
+
+    def reply(self, msg_id: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.kc.get_shell_msg(timeout=max(0.01, deadline - time.monotonic()))
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return msg
+
+    def drain(self) -> None:
+        # not iopub_channel.get_msgs(): on the blocking client it polls with no timeout and
+        # never returns once the queue is empty
+        while True:
+            try:
+                self.kc.get_iopub_msg(timeout=0)
+            except queue.Empty:
+                return
+
+    def run(self, code: str, timeout: float = 120.0) -> str:
+        """Execute ``code``; return its stdout (raises on an error)."""
+        msg_id = self.kc.execute(code)
+        out = []
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.kc.get_iopub_msg(timeout=max(0.01, deadline - time.monotonic()))
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout":
+                out.append(msg["content"]["text"])
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        reply = self.reply(msg_id, timeout)
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError(f"cell failed: {reply['content'].get('ename')}: "
+                               f"{reply['content'].get('evalue')}\n{code}")
+        return "".join(out)
+
+    def roundtrip(self, timeout: float = 120.0) -> float:
+        """Seconds from sending ``1+1`` to its execute_reply."""
+        t = time.perf_counter()
+        msg_id = self.kc.execute("1+1", store_history=False)
+        self.reply(msg_id, timeout)
+        dt = time.perf_counter() - t
+        self.drain()
+        return dt
+
+    def samples(self, n: int, gap: tuple[float, float], rng: random.Random,
+                since: float | None = None) -> tuple[list[float], list[float]]:
+        """n round trips, ``gap`` seconds apart; (latencies, their start times - since)."""
+        since = time.perf_counter() if since is None else since
+        lat, at = [], []
+        for _ in range(n):
+            at.append(time.perf_counter() - since)
+            lat.append(self.roundtrip())
+            time.sleep(rng.uniform(*gap))
+        return lat, at
+
+    def shutdown(self) -> None:
+        try:
+            self.kc.stop_channels()
+        finally:
+            self.km.shutdown_kernel(now=False)
+
+
+def kernel_wan_nb(plan: Plan, tmp: Path, rng: random.Random, render: bool = True
+                  ) -> dict[str, Any]:
+    """A kernel with ``plan.kernel_jobs`` wan_nb jobs in flight. ``render=False`` starts the
+    embedded emulator without video rendering first (connect() then reuses it), to tell the
+    poller's cost from the renders' (ffmpeg and its feeding threads, in the same kernel)."""
+    cwd = tmp / ("kernel_wan_nb" if render else "kernel_wan_nb_norender")
+    cwd.mkdir()
+    pre = "" if render else textwrap.dedent(f"""
+        from wan_nb.emulator.server import start_embedded
+        _pre = start_embedded(data_dir="wan_runs/.emulator", speed={plan.kernel_speed!r},
+                              render=False)
+    """)
+    k = Kernel(cwd)
+    try:
+        k.run("1+1")
+        k.run("import json, time, collections, httpx, wan_nb\n" + pre + textwrap.dedent(f"""
+            _t = time.perf_counter()
+            client = wan_nb.connect(quiet=True, speed={plan.kernel_speed!r})
+            connect_s = time.perf_counter() - _t
+        """) + ("" if render else "assert client.emulator is _pre\n"))
+        t = time.perf_counter()
+        out = k.run(textwrap.dedent(f"""
+            _t = time.perf_counter()
+            jobs = wan_nb.JobList(
+                client.submit(f"kernel fox {{i}}", model={MODEL!r}, size={SIZE!r},
+                              duration={DURATION}, seed=i)
+                for i in range({plan.kernel_jobs}))
+            print(json.dumps({{"submit_s": time.perf_counter() - _t}}))
+        """))
+        cell_s = time.perf_counter() - t
+        submit_s = json.loads(out)["submit_s"]
+        lat, at = k.samples(plan.kernel_samples, (0.05, 0.25), rng, since=t)
+        span = time.perf_counter() - t
+        state = json.loads(k.run(textwrap.dedent("""
+            _e = client.emulator
+            _s = httpx.get(_e.base_url + "/_emulator/stats", trust_env=False,
+                           headers={"Authorization": "Bearer " + _e.api_key}).json()
+            print(json.dumps({"status": collections.Counter(j.status for j in jobs),
+                              "poller": dict(client.manager.stats),
+                              "emulator": {"creates": _s["creates"]["accepted"],
+                                           "refused": _s["creates"]["refused"],
+                                           "queries": _s["queries"], "lists": _s["lists"],
+                                           "throttled": _s["throttled"],
+                                           "renders": _s["renders"]["started"]},
+                              "connect_s": connect_s}))
+        """)))
+        k.run("client.close()")
+    finally:
+        k.shutdown()
+    return {"lat": lat, "at": at, "span": span, "submit_s": submit_s, "cell_s": cell_s,
+            "render": render, **state}
+
+
+def kernel_sdk(plan: Plan, tmp: Path, rng: random.Random) -> dict[str, Any]:
+    cwd = tmp / "kernel_sdk"
+    cwd.mkdir()
+    with emulator(tmp, "kernel_sdk_emu") as emu:
+        k = Kernel(cwd)
+        try:
+            k.run("1+1")
+            k.run(textwrap.dedent(f"""
+                import json, time, dashscope
+                from dashscope import VideoSynthesis
+                dashscope.base_http_api_url = {emu.api_base!r}
+                dashscope.api_key = {KEY!r}
+                calls = []
+            """))
+            idle, _ = k.samples(plan.idle_samples, (0.02, 0.08), rng)
+            waits, calls = [], []
+            for i in range(plan.sdk_kernel_calls):
+                call_id = k.kc.execute(textwrap.dedent(f"""
+                    _t0 = time.time()
+                    r = VideoSynthesis.call(model={MODEL!r}, prompt="kernel sdk fox {i}",
+                                            size={SIZE!r}, duration={DURATION}, seed={i})
+                    calls.append({{"t0": _t0, "t1": time.time(), "status": r.status_code,
+                                  "task_id": r.output.task_id,
+                                  "task_status": r.output.task_status}})
+                """))
+                time.sleep(0.05)  # the call is running now
+                t = time.perf_counter()
+                trivial_id = k.kc.execute("1+1", store_history=False)
+                k.reply(call_id, 120)
+                k.reply(trivial_id, 120)
+                waits.append(time.perf_counter() - t)
+                k.drain()
+            calls = json.loads(k.run("print(json.dumps(calls))"))
+            stats = emu.stats()
+            tasks = emu.tasks()
+        finally:
+            k.shutdown()
+    single = Run("SDK VideoSynthesis.call (in the kernel)", len(calls))
+    single.notice = delays({c["task_id"]: c["t1"] for c in calls
+                            if c["task_status"] == "SUCCEEDED"}, tasks)
+    single.ok = sum(c["task_status"] == "SUCCEEDED" for c in calls)
+    single.stats = stats
+    single.wall = sum(c["t1"] - c["t0"] for c in calls)
+    return {"idle": idle, "waits": waits, "call_s": [c["t1"] - c["t0"] for c in calls],
+            "single": single}
+
+
+# -- report ------------------------------------------------------------------------------------
+def section(title: str) -> None:
+    say()
+    say(f"## {title}")
+    say()
+
+
+def report_kernels(plan: Plan, wks: list[dict[str, Any]], sk: dict[str, Any]) -> None:
+    section("1. Kernel responsiveness: round trip of a trivial cell (1+1, execute -> reply)")
+    idle = [x * 1000 for x in sk["idle"]]
+    waits = [x * 1000 for x in sk["waits"]]
+    rows = [["idle kernel (baseline)", len(idle), fmt(med(idle)), fmt(pct(idle, 95)),
+             fmt(pct(idle, 99)), fmt(max(idle))]]
+    for wk in wks:
+        lat = [x * 1000 for x in wk["lat"]]
+        label = (f"wan_nb, {plan.kernel_jobs} jobs in flight"
+                 + ("" if wk["render"] else ", emulator not rendering"))
+        rows.append([label, len(lat), fmt(med(lat)), fmt(pct(lat, 95)), fmt(pct(lat, 99)),
+                     fmt(max(lat))])
+    rows.append(["SDK: cell sent right after VideoSynthesis.call", len(waits),
+                 fmt(med(waits), "", 0), fmt(pct(waits, 95), "", 0), fmt(pct(waits, 99), "", 0),
+                 fmt(max(waits), "", 0)])
+    say(table(["kernel", "n", "p50 ms", "p95 ms", "p99 ms", "max ms"], rows))
+    say()
+    dispatch = 0.3 * plan.kernel_speed
+    for wk in wks:
+        lat = [x * 1000 for x in wk["lat"]]
+        p99 = pct(lat, 99)
+        what = "default connect()" if wk["render"] else "emulator not rendering"
+        slow = [f"{t:.1f}" for t, x in zip(wk["at"], lat, strict=True) if x > 20]
+        st, e = wk["status"], wk["emulator"]
+        say(f"- wan_nb ({what}): p99 {p99:.1f} ms vs target 20 ms: "
+            f"{'met' if p99 <= 20 else 'MISSED'} ({p99 / pct(idle, 99):.1f}x the idle p99); "
+            + (f"{len(slow)} samples over 20 ms, at {', '.join(slow[:12])}"
+               f"{' ...' if len(slow) > 12 else ''} s after the submit cell"
+               if slow else "no sample over 20 ms")
+            + f" (the first 5 tasks start RUNNING, so rendering, ~{dispatch:.0f} s in). "
+            f"connect() {wk['connect_s']:.2f} s; {plan.kernel_jobs} submits took "
+            f"{wk['submit_s']:.2f} s in the kernel; samples spanned {wk['span']:.1f} s; at the "
+            f"end: jobs {dict(sorted(st.items()))}; the emulator saw {e['creates']} creates "
+            f"accepted + {e['refused']} refused, {e['lists']} lists, {e['queries']} queries, "
+            f"{e['throttled']} throttled, {e['renders']} renders started; poller stats "
+            f"{dict(sorted(wk['poller'].items()))}.")
+    lat = [x * 1000 for x in wks[0]["lat"]]
+    say(f"- SDK: the next cell waited {med(waits) / 1000:.2f} s (median of {len(waits)}) = "
+        f"{med(waits) / med(lat):.0f}x wan_nb's p50; VideoSynthesis.call itself took "
+        f"{fmt(med(sk['call_s']))} s (median): the kernel is blocked for the whole task.")
+
+
+def sweep_rows(runs: list[Run]) -> list[list[str]]:
+    rows = []
+    for r in runs:
+        ideal = r.sched.get("ideal", math.nan)
+        rows.append([r.name, f"{r.ok}/{r.n}", fmt(r.wall, "", 1), fmt(r.noticed_wall, "", 1),
+                     fmt(ideal, "", 1), fmt(r.sched.get("span"), "", 1),
+                     fmt(r.sched.get("creates"), "", 1),
+                     fmt(r.wall / ideal, "x"), fmt(r.noticed_wall / ideal, "x")])
+    return rows
+
+
+def report_sweep(plan: Plan, runs: list[Run], wan: Run) -> None:
+    n = plan.sweep_tasks
+    section(f"2. {n}-task sweep at concurrency {CONCURRENCY} (emulator speed fast, a fresh "
+            "emulator per contender)")
+    say(table(["contender", "ok", "wall s", "all noticed s", "ideal s", "emu span s",
+               "creates span s", "wall/ideal", "noticed/ideal"], sweep_rows(runs)))
+    say()
+    say("- wall: first create call -> last result in hand (wan_nb: video downloaded, verified "
+        "and probed; the SDK downloads nothing). all noticed: -> the last task known to have "
+        "ended. ideal: creates exactly at 5/s from t=0, FIFO over 5 slots, each task served as "
+        "long as the emulator served it (end - start, render included). emu span: the "
+        "emulator's own last end - first submit for this run. creates span: last accepted "
+        f"create - first (at exactly 5/s: {(n - 1) / SUBMISSIONS_PER_S:.1f} s).")
+    for r in runs:
+        if r.remark:
+            say(f"- {r.name}: {r.remark}")
+    ideal = wan.sched.get("ideal", math.nan)
+    ratio = wan.wall / ideal
+    tail = wan.wall - wan.noticed_wall
+    say(f"- wan_nb wall/ideal {ratio:.2f}x vs target 1.10x: {'met' if ratio <= 1.1 else 'MISSED'}."
+        f" Of the {wan.wall - ideal:+.2f} s gap to the ideal, {tail:.2f} s comes after the last "
+        f"task was noticed (the last download + probe) and {wan.noticed_wall - ideal:+.2f} s "
+        f"before (creates, polling). Per video, noticed -> on disk (download, sha256, probe) "
+        f"takes {fmt(med(wan.fetch), ' s')} median, {fmt(pct(wan.fetch, 90), ' s')} p90, "
+        f"{fmt(max(wan.fetch, default=math.nan), ' s')} max; all but the last overlap tasks "
+        "still running.")
+
+
+def report_requests(single: list[Run], sweep: list[Run]) -> None:
+    section("3. Requests per task (emulator /_emulator/stats) and notice delay "
+            "(task end in the emulator -> the client knew)")
+    rows = []
+    for scenario, runs in (("single", single), ("sweep", sweep)):
+        for r in runs:
+            if not r.stats:
+                continue
+            p = per_task(r.stats, max(1, r.n))
+            rows.append([scenario, r.name, r.n, fmt(p["creates"]), fmt(p["queries"]),
+                         fmt(p["lists"]), fmt(p["api"]), f"{int(p['refused'])}",
+                         f"{int(p['throttled'])}",
+                         fmt(r.downloads / max(1, r.n)), fmt(med(r.notice)),
+                         fmt(pct(r.notice, 90)), fmt(med(r.done)), fmt(pct(r.done, 90))])
+    say(table(["scenario", "contender", "tasks", "creates/t", "queries/t", "lists/t",
+               "API req/t", "creates refused", "queries 429", "downl/t", "notice p50 s",
+               "notice p90 s", "on disk p50 s", "on disk p90 s"], rows))
+    say()
+    say("- API req/t = (creates incl. refused + queries + lists + cancels) / tasks; creates "
+        "refused = 429 Throttling.RateQuota (over 5 creates/s), queries 429 = throttled "
+        "queries/lists (over 20/s); downloads "
+        "are file GETs outside the API (the SDK returns a URL and downloads nothing). "
+        "SDK notice = the moment call()/wait returned; wan_nb notice = the job's on_change "
+        "callback seeing SUCCEEDED, on disk = the job done (video downloaded and probed).")
+    for scenario, runs in (("single", single), ("sweep", sweep)):
+        wan = [r for r in runs if r.name.startswith("wan_nb")]
+        sdk = [r for r in runs if r.name.startswith("SDK") and r.stats]
+        if wan and sdk:
+            w = per_task(wan[0].stats, max(1, wan[0].n))["api"]
+            s_best = min(per_task(r.stats, max(1, r.n))["api"] for r in sdk)
+            d = med(wan[0].notice)
+            say(f"- {scenario}: wan_nb {w:.2f} API requests/task vs the SDK's best {s_best:.2f} "
+                f"({'fewer' if w < s_best else 'NOT fewer'}); median notice {d:.2f} s vs "
+                f"target 1 s: {'met' if d <= 1.0 else 'MISSED'}.")
+
+
+# -- main --------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller scenarios (under ~2 min)")
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    rng = random.Random(args.seed)
+    for name in OUR_ENV:
+        os.environ.pop(name, None)
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+    import jupyter_client
+    from dashscope.version import __version__ as sdk_version
+
+    import wan_nb
+
+    started = time.monotonic()
+    say(f"# bench_jobs{' --quick' if args.quick else ''}: wan_nb {wan_nb.__version__} vs "
+        f"dashscope {sdk_version} (jupyter_client {jupyter_client.__version__}), "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    say(f"model {MODEL}, size {SIZE}, {DURATION} s; emulator limits: {SUBMISSIONS_PER_S} "
+        f"creates/s, {CONCURRENCY} running per key, 20 query+list/s per key.")
+    say("The machine is shared with other work: these are the numbers of one run, not a "
+        "distribution over runs.")
+    with tempfile.TemporaryDirectory(prefix="bench_jobs_") as d:
+        tmp = Path(d)
+        timed: dict[str, float] = {}
+
+        def step(label: str, fn: Callable[[], Any]) -> Any:
+            note(label)
+            t = time.monotonic()
+            try:
+                return fn()
+            finally:
+                timed[label] = time.monotonic() - t
+
+        wks = [step("kernel with wan_nb jobs", lambda: kernel_wan_nb(plan, tmp, rng)),
+               step("kernel with wan_nb jobs, no renders",
+                    lambda: kernel_wan_nb(plan, tmp, rng, render=False))]
+        sk = step("kernel with the SDK", lambda: kernel_sdk(plan, tmp, rng))
+        report_kernels(plan, wks, sk)
+
+        n = plan.sweep_tasks
+        budget = plan.sweep_budget
+        sweep: list[Run] = []
+        wan = step("wan_nb sweep", lambda: wan_nb_run(
+            "wan_nb submit + JobList.wait", n, tmp, embedded=False, budget=budget))
+        sweep.append(wan)
+        if plan.embedded_row:
+            sweep.append(step("wan_nb sweep (embedded)", lambda: wan_nb_run(
+                "wan_nb, connect() embedded emulator", n, tmp, embedded=True, budget=budget)))
+        sweep.append(step("SDK sequential sweep", lambda: sdk_sequential(n, tmp, budget)))
+        aio, throttled = step("SDK gather sweep", lambda: sdk_gather(n, tmp, budget, True))
+        sweep.append(aio)
+        if throttled:
+            aio2, _ = step("SDK gather sweep, no query limit",
+                           lambda: sdk_gather(n, tmp, budget, False))
+            sweep.append(aio2)
+        report_sweep(plan, sweep, wan)
+
+        single_wan = step("wan_nb single tasks", lambda: wan_nb_run(
+            "wan_nb submit().result() one by one", plan.single_tasks, tmp, embedded=False,
+            budget=120.0, sequential=True))
+        single = [single_wan, sk["single"]]
+        report_requests(single, sweep)
+    say()
+    say("time per step: " + ", ".join(f"{k} {v:.0f} s" for k, v in timed.items())
+        + f"; total {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
