@@ -169,7 +169,7 @@ class AsyncClient:
         await self.aclose()
 
     async def _call(self, method: str, path: str, *, create: bool = False,
-                    **kwargs: Any) -> Any:
+                    retry_throttled: bool = True, **kwargs: Any) -> Any:
         """Send with retries; return the decoded JSON of a 2xx answer or raise."""
         headers = {**self._auth(), **kwargs.pop("headers", {})}
         attempt = 0
@@ -198,7 +198,7 @@ class AsyncClient:
                     raise APIError(resp.status_code, "InvalidResponse",
                                    f"expected JSON, got {resp.text[:200]!r}") from e
             err = api_error(resp.status_code, _json_or_text(resp), resp.headers)
-            safe = not create or isinstance(err, ThrottledError)
+            safe = not create or (retry_throttled and isinstance(err, ThrottledError))
             if create and not safe and retryable_status(resp.status_code):
                 raise AmbiguousCreateError(
                     f"the create request got {err}; the task may exist, so it is not sent "
@@ -210,11 +210,12 @@ class AsyncClient:
             await self._sleep(delay)
 
     # -- the four endpoints ------------------------------------------------------------------
-    async def create_task(self, request: GenerationRequest | None = None,
-                          **params: Any) -> TaskState:
+    async def create_task(self, request: GenerationRequest | None = None, *,
+                          retry_throttled: bool = True, **params: Any) -> TaskState:
         """Create a task (``X-DashScope-Async: enable``) from a request or from keyword
         parameters (validated before anything is sent). A local ``audio_url`` is uploaded
-        first, like the official SDK does."""
+        first, like the official SDK does. ``retry_throttled=False`` raises a 429 refusal at
+        once (the job poller paces creates itself and requeues instead)."""
         request = as_request(request, params)
         headers = {"X-DashScope-Async": "enable", "Content-Type": "application/json"}
         audio_url = None
@@ -224,7 +225,7 @@ class AsyncClient:
             headers["X-DashScope-OssResourceResolve"] = "enable"
         body = request.wire_body(region=self.config.region, audio_url=audio_url)
         data = await self._call("POST", catalog.CREATE_PATH, json=body, headers=headers,
-                                create=True)
+                                create=True, retry_throttled=retry_throttled)
         state = parse_task(data, self.tz)
         if not state.task_id:
             raise APIError(200, "InvalidResponse", f"create answer has no task_id: {data!r}")

@@ -71,6 +71,7 @@ class PollPolicy:
     downloads: int = 3
     reconcile_after: float = 2.0
     heartbeat: float = 10.0
+    create_spacing: float = 1.1  # × 1/rate between creates of one model
 
     def interval(self, remaining: float, rng: random.Random) -> float:
         base = self.share * remaining if remaining > 0 else self.overrun_share * -remaining
@@ -99,6 +100,10 @@ class Durations:
             if r.get("status") == "SUCCEEDED" and r.get("run_s") is not None:
                 self.learn(str(r.get("backend")), r["model"], r["size"], r["duration"],
                            r["run_s"])
+
+    def knows(self, backend: str, model: str) -> bool:
+        """Whether any run time of ``model`` on ``backend`` has been learned."""
+        return any(v for (b, m, _, _), v in self._run.items() if b == backend and m == model)
 
     def expected_run(self, backend: str, model: str, size: str, duration: int) -> float:
         exact = self._run.get((backend, model, size, int(duration)))

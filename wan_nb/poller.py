@@ -263,7 +263,9 @@ class JobManager:
                 waiting.append(job)
                 continue
             rate = catalog.get_model(model).submissions_per_s
-            self._next_create[model] = now + 1.0 / rate
+            # a margin over the documented rate: the service counts in a sliding one-second
+            # window, and requests leave a little later than they are started
+            self._next_create[model] = now + self.policy.create_spacing / rate
             self._spawn(self._create(job))
         self._queue = waiting
 
@@ -284,7 +286,7 @@ class JobManager:
         self._set(job, status="SUBMITTING", sent_at=sent_at)
         self.stats["creates"] += 1
         try:
-            state = await self.aio.create_task(job.request)
+            state = await self.aio.create_task(job.request, retry_throttled=False)
         except AmbiguousCreateError as e:
             self.stats["ambiguous_creates"] += 1
             self._ambiguous.add(job.run_id)
@@ -293,7 +295,15 @@ class JobManager:
             job._not_before = time.monotonic() + self.policy.reconcile_after
             self._spawn(self._reconcile(job))
             return
-        except (ThrottledError, TransportError) as e:
+        except ThrottledError as e:
+            self.stats["creates_throttled"] += 1
+            model = job.request.model
+            wait = e.retry_after if e.retry_after is not None else 1.0
+            self._next_create[model] = max(self._next_create.get(model, 0.0),
+                                           time.monotonic() + wait)
+            self._requeue(job, str(e), delay=wait)
+            return
+        except TransportError as e:
             self._requeue(job, f"{type(e).__name__}: {e}", delay=2.0)
             return
         except APIError as e:
@@ -492,6 +502,12 @@ class JobManager:
 
     def _interval(self, job: Job) -> float:
         r = job.request
+        if not self.durations.knows(self.backend, r.model):
+            # nothing learned yet for this model here: poll soon, then back off as the task
+            # ages (0.5 s, ~1 s, ~2 s, ... up to the ceiling), like a backoff
+            sent = job._row.get("sent_at") or job._row["created_at"]
+            age = (_utcnow() - sent).total_seconds()
+            return self.policy.interval(age, self._rng)
         run = self.durations.expected_run(self.backend, r.model, r.size or "",
                                           int(r.duration or 0))
         started = job._local_time("scheduled_time")

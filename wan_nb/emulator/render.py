@@ -202,10 +202,20 @@ def _render(spec: RenderSpec, out: Path, cancel: threading.Event | None) -> None
             part.unlink(missing_ok=True)
 
 
+def _lower_priority(pid: int) -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, 10)
+    except (AttributeError, OSError):  # not on this platform, or the process already ended
+        pass
+
+
 def _run_ffmpeg(args: list[str], frames: Iterator[bytes], err: IO[bytes],
                 cancel: threading.Event | None) -> int:
     """Feed raw frames to ffmpeg's stdin; return its exit status."""
+    # renders run at a lower CPU priority: the embedded emulator shares the kernel's machine,
+    # and a notebook cell must stay responsive while videos are being made
     proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+    _lower_priority(proc.pid)
     assert proc.stdin is not None
     try:
         try:
