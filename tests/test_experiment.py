@@ -182,3 +182,27 @@ def test_connect_without_a_key_uses_the_emulator(tmp_path, monkeypatch, capsys):
         assert client.emulator.api_key not in out and client.emulator.api_key not in repr(client)
     finally:
         client.close()
+
+
+def test_thumbnail_strips_for_a_visual_scan(make_client):
+    from PIL import Image
+    import io
+    import base64
+
+    from wan_nb.analysis import with_thumbnails
+    from wan_nb.media import thumbnail_strip
+
+    client = make_client()
+    exp = Experiment("thumbs", base={**BASE, "prompt": "<b>bold</b> lanterns"}, client=client)
+    exp.grid(seed=[1, 2])
+    exp.run().wait(timeout=60, progress=False)
+    job = exp.jobs[0]
+    png = thumbnail_strip(job.video, frames=4, height=48)
+    img = Image.open(io.BytesIO(png))
+    assert img.size == (4 * 48, 48)  # 624*624 frames, four side by side
+    df = with_thumbnails(exp.to_dataframe(), client.store.root)
+    assert all(c.startswith('<img src="data:image/png;base64,') for c in df["thumbnails"])
+    assert base64.b64decode(df["thumbnails"].iloc[0].split(",")[1][:-2] + "==")[:4] \
+        == b"\x89PNG"
+    page = exp.thumbnails().data
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page and "<b>bold</b>" not in page

@@ -11,6 +11,7 @@ Example::
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Sequence
 
@@ -136,3 +137,29 @@ def ratings(df: pd.DataFrame) -> pd.DataFrame:
     rated = df[df["rating"].notna()]
     out = rated.reset_index()[["run_id", "variant", "model", "seed", "rating", "notes"]]
     return out.sort_values("rating", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def with_thumbnails(df: pd.DataFrame, root: str | os.PathLike[str], *, frames: int = 4,
+                    height: int = 48) -> pd.DataFrame:
+    """``df`` with a ``thumbnails`` column of ``<img>`` strips (data URIs) for runs that have a
+    video; show it with ``IPython.display.HTML(frame.to_html(escape=False))``. ``root`` is the
+    store's folder (video paths in the frame are relative to it)."""
+    import base64
+    import html as _html
+
+    from .media import thumbnail_strip
+
+    out = df.copy()
+    cells = []
+    for path in out["video_path"]:
+        if path is None or path is pd.NA or not isinstance(path, str):
+            cells.append("")
+            continue
+        try:
+            png = thumbnail_strip(os.path.join(root, path), frames=frames, height=height)
+        except (ValueError, OSError) as e:
+            cells.append(f"<i>{_html.escape(str(e)[:80])}</i>")
+            continue
+        cells.append(f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}">')
+    out.insert(0, "thumbnails", cells)
+    return out

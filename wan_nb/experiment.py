@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from . import catalog
 from .errors import ValidationError, WanError
 from .jobs import Job, JobList
@@ -254,6 +256,21 @@ class Experiment:
         from .analysis import prompt_diff
 
         return prompt_diff(self.to_dataframe())
+
+    def thumbnails(self, columns: Iterable[str] = ("variant", "status", "prompt",
+                                                   "actual_prompt", "seed", "run_s"),
+                   *, frames: int = 4) -> Any:
+        """The runs with a strip of frames each, as HTML for a quick visual scan."""
+        from IPython.display import HTML
+
+        from .analysis import with_thumbnails
+
+        df = with_thumbnails(self.to_dataframe(), self.store.root, frames=frames)
+        view = df[["thumbnails", *columns]].copy()
+        for name in columns:  # user text is escaped; only the thumbnails are markup
+            view[name] = [html.escape("" if v is None or v is pd.NA else str(v))
+                          for v in view[name]]
+        return HTML(view.to_html(escape=False))
 
     def ratings(self) -> Any:
         from .analysis import ratings

@@ -204,3 +204,24 @@ def _walk_track(buf: bytes, start: int, end: int, track: _Track) -> None:
             count = struct.unpack_from(">I", buf, s + 4)[0]
             track.samples = sum(struct.unpack_from(">I", buf, s + 8 + 8 * i)[0]
                                 for i in range(count))
+
+
+# -- thumbnails ------------------------------------------------------------------------------
+def thumbnail_strip(path: str | os.PathLike[str], *, frames: int = 4, height: int = 48) -> bytes:
+    """A PNG of ``frames`` evenly spaced frames side by side, ``height`` pixels tall, for a
+    quick visual scan of many runs (uses imageio-ffmpeg's bundled ffmpeg)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    info = probe(path)
+    step = max(1, info.frames // max(1, frames))
+    vf = (f"select='not(mod(n\\,{step}))',scale=-2:{int(height)},"
+          f"tile={int(frames)}x1")
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", os.fspath(path), "-vf", vf,
+           "-frames:v", "1", "-f", "image2pipe", "-vcodec", "png", "-"]
+    out = subprocess.run(cmd, capture_output=True, timeout=60, check=False)
+    if out.returncode != 0 or not out.stdout.startswith(b"\x89PNG"):
+        raise ValueError(f"cannot make thumbnails of {os.fspath(path)!r}: "
+                         f"{out.stderr.decode(errors='replace')[-300:]}")
+    return out.stdout
