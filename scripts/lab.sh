@@ -3,4 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh lab
-exec .venv/bin/jupyter lab --ip=127.0.0.1 --notebook-dir=notebooks notebooks/01-quickstart.ipynb "$@"
+extra=()
+# JupyterLab refuses to run as root (containers) unless told; the server stays on 127.0.0.1
+if [ "$(id -u)" = "0" ]; then extra+=(--allow-root); fi
+exec .venv/bin/jupyter lab --ip=127.0.0.1 --notebook-dir=notebooks "${extra[@]}" \
+  notebooks/01-quickstart.ipynb "$@"
