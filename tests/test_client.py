@@ -389,3 +389,21 @@ def test_find_created_task_waits_when_candidates_cannot_be_told_apart():
     empty = {"total": 0, "total_page": 0, "page_no": 1, "page_size": 100, "data": []}
     rec = Recorder(json_response(200, empty))
     assert run(fast_client(rec).find_created_task(GenerationRequest("a fox"), sent)) is None
+
+
+def test_a_throttled_create_is_a_refusal_not_an_ambiguous_create():
+    rec = Recorder(err(429, "Throttling.RateQuota", headers={"Retry-After": "3"}))
+    with pytest.raises(ThrottledError) as info:
+        run(fast_client(rec).create_task(prompt="a", retry_throttled=False))
+    assert info.value.retry_after == 3.0 and len(rec.requests) == 1
+
+
+def test_the_key_is_not_in_traceback_locals():
+    import traceback
+
+    rec = Recorder(err(400, "UnsupportedOperation", "not PENDING"))
+    with pytest.raises(UnsupportedOperationError) as info:
+        run(fast_client(rec).cancel_task("t1"))
+    text = "".join(traceback.TracebackException.from_exception(
+        info.value, capture_locals=True).format())
+    assert "headers" in text and KEY not in text

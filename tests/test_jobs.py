@@ -181,3 +181,40 @@ def test_poll_policy_interval_is_clamped_and_jittered():
     assert 13.5 <= p.interval(1000, rng) <= 16.5
     assert 5.4 <= p.interval(10, rng) <= 6.6  # 0.6 × remaining
     assert 0.45 <= p.interval(-1, rng) <= 0.55  # just overran: poll soon
+
+
+def test_a_local_audio_file_gone_before_the_create_rejects_the_job(tmp_path, make_client):
+    import wave
+
+    path = tmp_path / "voice.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\0\0" * 8000 * 4)
+    client = make_client()
+    jobs = JobList(client.submit(f"first {i}", seed=i, **SMALL) for i in range(6))
+    late = client.submit("speak", audio_url=str(path), seed=9, **SMALL)  # queued behind 5/s
+    path.unlink()
+    late.result(timeout=30, raise_on_error=False)
+    assert late.status == "REJECTED" and "voice.wav" in late.error
+    jobs.wait(timeout=60, progress=False)
+
+
+def test_resume_skips_a_stored_request_that_is_no_longer_valid(tmp_path, make_emulator,
+                                                               make_client):
+    import json
+
+    emu = make_emulator()
+    client = make_client(emu, store=tmp_path / "s")
+    req = wan_nb.GenerationRequest("gone", seed=1, **SMALL)
+    row = client.manager._row_for(req, None, None, ())
+    row["request_json"] = json.dumps({**req.params(), "audio_url": "/no/such/voice.wav",
+                                      "audio": "custom"})
+    run_id = client.store.insert_run(**{**row, "owner": None})
+    ok = client.store.insert_run(**{**client.manager._row_for(
+        wan_nb.GenerationRequest("fine", seed=2, **SMALL), None, None, ()), "owner": None})
+    resumed = make_client(emu, store=tmp_path / "s").resume()
+    assert [j.run_id for j in resumed] == [ok]
+    assert client.store.get_run(run_id)["status"] == "REJECTED"
+    resumed[0].result(timeout=60)

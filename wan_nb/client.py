@@ -127,6 +127,8 @@ class AsyncClient:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._http: httpx.AsyncClient | None = None
+        self._bearer = _BearerAuth(self.config.api_key)
+        self.closed = False
 
     def __repr__(self) -> str:
         return (f"AsyncClient(base_url={self.config.base_url!r}, "
@@ -142,6 +144,8 @@ class AsyncClient:
 
     # -- plumbing ----------------------------------------------------------------------------
     def _client(self) -> httpx.AsyncClient:
+        if self.closed:
+            raise TransportError("this client is closed")
         if self._http is None or self._http.is_closed:
             self._http = httpx.AsyncClient(base_url=self.config.base_url,
                                            transport=self._transport,
@@ -150,14 +154,15 @@ class AsyncClient:
                                            follow_redirects=False)
         return self._http
 
-    def _auth(self) -> dict[str, str]:
+    def require_key(self) -> None:
+        """Raise :class:`ValidationError` when no API key is configured."""
         if not self.config.api_key:
             raise ValidationError([("api_key", "no API key: pass api_key=..., set "
                                                "DASHSCOPE_API_KEY, or use wan_nb.connect() "
                                                "without a key for the offline emulator")])
-        return {"Authorization": "Bearer " + self.config.api_key.reveal()}
 
     async def aclose(self) -> None:
+        self.closed = True
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -171,7 +176,9 @@ class AsyncClient:
     async def _call(self, method: str, path: str, *, create: bool = False,
                     retry_throttled: bool = True, **kwargs: Any) -> Any:
         """Send with retries; return the decoded JSON of a 2xx answer or raise."""
-        headers = {**self._auth(), **kwargs.pop("headers", {})}
+        self.require_key()
+        headers = kwargs.pop("headers", {})
+        kwargs["auth"] = self._bearer
         attempt = 0
         while True:
             attempt += 1
@@ -199,7 +206,8 @@ class AsyncClient:
                                    f"expected JSON, got {resp.text[:200]!r}") from e
             err = api_error(resp.status_code, _json_or_text(resp), resp.headers)
             safe = not create or (retry_throttled and isinstance(err, ThrottledError))
-            if create and not safe and retryable_status(resp.status_code):
+            refused = 400 <= resp.status_code < 500 and resp.status_code != 408
+            if create and not safe and not refused and retryable_status(resp.status_code):
                 raise AmbiguousCreateError(
                     f"the create request got {err}; the task may exist, so it is not sent "
                     "again blindly", sent_at=sent_at) from err
@@ -242,11 +250,11 @@ class AsyncClient:
                          status: str | None = None, page_no: int = 1,
                          page_size: int = 10) -> TaskPage:
         """One page of the account's tasks (window at most 24 h; default the last 24 h)."""
+        for name, when in (("start_time", start_time), ("end_time", end_time)):
+            if when is not None and (not isinstance(when, dt.datetime) or when.tzinfo is None):
+                raise ValidationError([(name, f"{name} must be a timezone-aware datetime")])
         if start_time and end_time and end_time - start_time > catalog.TASK_TTL:
             raise ValidationError([("start_time", "the list window is at most 24 hours")])
-        for name, when in (("start_time", start_time), ("end_time", end_time)):
-            if when is not None and when.tzinfo is None:
-                raise ValidationError([(name, f"{name} must be timezone-aware")])
         params: dict[str, Any] = {"page_no": page_no, "page_size": page_size}
         if task_id:
             params["task_id"] = task_id
@@ -296,7 +304,7 @@ class AsyncClient:
         (ask again later; never resubmit then).
         """
         known = set(exclude)
-        start = sent_at - dt.timedelta(seconds=5)
+        start = sent_at - dt.timedelta(seconds=60)  # room for a local clock ahead of the service
         candidates = [t async for t in self.iter_tasks(
             start_time=start, end_time=start + dt.timedelta(seconds=window),
             model_name=request.model) if t.task_id not in known]
@@ -417,6 +425,21 @@ def as_request(request: GenerationRequest | None, params: Mapping[str, Any]
     return request
 
 
+class _BearerAuth(httpx.Auth):
+    """Adds the key to requests for the API only (never to upload hosts or video URLs); the
+    key stays inside a :class:`Secret`, so no plain string holds it in a caller's frame."""
+
+    def __init__(self, key: Secret):
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(sk-***)"
+
+    def auth_flow(self, request: httpx.Request):  # type: ignore[override]
+        request.headers["Authorization"] = "Bearer " + self._key.reveal()
+        yield request
+
+
 class _Retry(Exception):
     pass
 
@@ -445,7 +468,8 @@ def _json_or_text(resp: httpx.Response) -> Any:
 
 
 def _check_task_id(task_id: str) -> None:
-    if not isinstance(task_id, str) or not task_id or "/" in task_id or ".." in task_id:
+    if (not isinstance(task_id, str) or not task_id or ".." in task_id
+            or any(c in task_id for c in "/?#% ")):
         raise ValidationError([("task_id", f"task_id {task_id!r} is not a task id")])
 
 
@@ -525,8 +549,9 @@ class Client:
         """Validate, record and queue a generation; returns a :class:`~wan_nb.jobs.Job` at
         once. The task is created as soon as the model's submission rate allows, polled in
         the background, and its video downloaded into the store."""
-        return self.manager.submit(as_request(request, params), experiment=experiment,
-                                   variant=variant, tags=tags)
+        req = as_request(request, params)
+        self.aio.require_key()
+        return self.manager.submit(req, experiment=experiment, variant=variant, tags=tags)
 
     def generate(self, request: GenerationRequest | str | None = None, *,
                  timeout: float | None = None, **params: Any) -> Any:
@@ -549,9 +574,11 @@ class Client:
         return self.store.to_dataframe(**filters)
 
     def close(self) -> None:
-        if self._manager is not None:
-            self._manager.close()
+        """Stop background work (jobs stay recorded and resume on the next connect) and
+        close the connection pool."""
         try:
+            if self._manager is not None:
+                runtime.run(self._manager.aclose())
             runtime.run(self.aio.aclose())
         except WanError:
             pass

@@ -181,7 +181,8 @@ class Experiment:
         unless ``retry_failed=False``. ``budget`` (USD, estimated) is a hard cap on what this
         call may submit: variants past it are skipped and listed in ``skipped``.
         """
-        if budget is not None and not budget >= 0:
+        if budget is not None and (isinstance(budget, bool)
+                                   or not isinstance(budget, (int, float)) or not budget >= 0):
             raise ValidationError([("budget", f"budget must be a number >= 0, not {budget!r}")])
         reqs = self.requests()
         manager = self.client.manager

@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("wan_nb.jobs")
 
-LOCAL_STATUSES = ("QUEUED", "SUBMITTING", "REJECTED", "EXPIRED")
 FINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN", "REJECTED",
                             "EXPIRED"})
 ACTIVE_SERVICE = ("PENDING", "RUNNING")
@@ -67,8 +66,8 @@ class PollPolicy:
     max_list_pages: int = 5
     query_rate: float = 15.0  # under the documented 20 requests/s for query+list+cancel
     max_unrecognized: int = 5  # polls answering a status we do not know before giving up
-    task_deadline: float = catalog.TASK_TTL.total_seconds()
     downloads: int = 3
+    download_rounds: int = 6  # download attempts (each itself retried) before giving up
     reconcile_after: float = 2.0
     heartbeat: float = 10.0
     create_spacing: float = 1.1  # × 1/rate between creates of one model
@@ -103,7 +102,8 @@ class Durations:
 
     def knows(self, backend: str, model: str) -> bool:
         """Whether any run time of ``model`` on ``backend`` has been learned."""
-        return any(v for (b, m, _, _), v in self._run.items() if b == backend and m == model)
+        return any(v for (b, m, _, _), v in list(self._run.items())
+                   if b == backend and m == model)
 
     def expected_run(self, backend: str, model: str, size: str, duration: int) -> float:
         exact = self._run.get((backend, model, size, int(duration)))
@@ -112,7 +112,8 @@ class Durations:
         # same backend and model, scaled by pixels × seconds
         w, h = catalog.parse_size(size)
         scaled = [statistics.median(v) * (w * h * duration) / (ww * hh * dd)
-                  for (b, m, s, dd), v in self._run.items() if b == backend and m == model and v
+                  for (b, m, s, dd), v in list(self._run.items())
+                  if b == backend and m == model and v
                   for ww, hh in [catalog.parse_size(s)]]
         if scaled:
             return statistics.median(scaled)
@@ -147,6 +148,8 @@ class Job:
         self._skew: float | None = None  # service clock minus local clock, seconds
         self._reconcile_tries = 0
         self._not_before = 0.0
+        self._unknown = 0
+        self._download_tries = 0
 
     # -- state (read anywhere) ---------------------------------------------------------------
     def __getattr__(self, name: str) -> Any:

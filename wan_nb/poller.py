@@ -126,7 +126,9 @@ class JobManager:
                 continue
             if not self._claim(row):
                 continue  # another live kernel looks after it
-            job = Job(self, self.store.get_run(row["run_id"]))
+            job = self._job_from_row(self.store.get_run(row["run_id"]))
+            if job is None:
+                continue
             self._register(job)
             out.append(job)
         if out:
@@ -147,6 +149,21 @@ class JobManager:
             self.jobs[run_id] = job
         return job
 
+    def _job_from_row(self, row: dict[str, Any]) -> Job | None:
+        """A job for a stored row; a row whose request is no longer valid (a deleted local
+        audio file, a model this version dropped) ends REJECTED if nothing was sent, instead
+        of stopping the whole resume."""
+        try:
+            return Job(self, row)
+        except (ValidationError, ValueError, TypeError) as e:
+            if row.get("task_id") or row["status"] not in ("QUEUED",):
+                log.warning("run %s cannot be resumed: %s", row["run_id"], e)
+                return None
+            self.store.update_run(row["run_id"], status="REJECTED",
+                                  error_code="ValidationError",
+                                  error_message=f"the recorded request is no longer valid: {e}")
+            return None
+
     def _claim(self, row: dict[str, Any]) -> bool:
         """Take over a run unless another live process looks after it. An owner on this host
         whose process is gone (a killed kernel) is dead at once; elsewhere its heartbeat
@@ -155,9 +172,17 @@ class JobManager:
         return self.store.claim(row["run_id"], self.owner, stale_after=stale)
 
     def close(self) -> None:
-        task = self._task
-        if task is not None:
-            runtime.get_loop().call_soon_threadsafe(task.cancel)
+        runtime.run(self.aclose())
+
+    async def aclose(self) -> None:
+        """Stop polling, creating and downloading (runs stay recorded; a later connect()
+        resumes them)."""
+        tasks = [t for t in (self._task, *self._inflight) if t is not None and not t.done()]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None
 
     # -- internals ---------------------------------------------------------------------------
     def _row_for(self, r: GenerationRequest, experiment: str | None, variant: str | None,
@@ -191,9 +216,9 @@ class JobManager:
         elif status == "SUBMITTING":
             job._not_before = time.monotonic()  # resumed mid-create: reconcile first
             self._ambiguous.add(job.run_id)
-            self._spawn(self._reconcile(job))
+            self._spawn(self._reconcile(job), job)
         elif status == "SUCCEEDED" and not job.done:
-            self._spawn(self._refresh_then_download(job))
+            self._spawn(self._refresh_then_download(job), job)
         elif status in ACTIVE_SERVICE:
             job._next_poll = 0.0
         self._wake_up()
@@ -208,16 +233,38 @@ class JobManager:
         if self._wake is not None:
             self._wake.set()
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any, job: Job | None = None) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._inflight.add(task)
-        task.add_done_callback(self._spawned_done)
+        task.add_done_callback(lambda t: self._spawned_done(t, job))
 
-    def _spawned_done(self, task: asyncio.Task) -> None:
+    def _spawned_done(self, task: asyncio.Task, job: Job | None) -> None:
         self._inflight.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("wan_nb background step failed", exc_info=task.exception())
+            exc = task.exception()
+            log.error("wan_nb background step failed", exc_info=exc)
+            if job is not None and not job.done:
+                self._recover(job, exc)
         self._wake_up()
+
+    def _recover(self, job: Job, exc: BaseException) -> None:
+        """A step of ``job`` failed unexpectedly: never leave it hanging. A create that may
+        have left is reconciled; anything else ends the job with the error."""
+        try:
+            self._reload(job)
+            if job.status == "SUBMITTING" and job.run_id not in self._ambiguous:
+                self._ambiguous.add(job.run_id)
+                job._not_before = time.monotonic() + self.policy.reconcile_after
+                self._spawn(self._reconcile(job), job)
+                return
+            if job.status == "SUBMITTING":
+                return  # reconciliation is on it
+            self._finish(job, status="FAILED" if job.task_id else "REJECTED",
+                         error_code="InternalError",
+                         error_message=f"wan_nb could not continue: {type(exc).__name__}: "
+                                       f"{exc}")
+        except Exception:
+            log.exception("could not record the failure of %s", job.run_id)
 
     async def _main(self) -> None:
         while True:
@@ -242,13 +289,13 @@ class JobManager:
                 pass
 
     def _next_wakeup(self) -> float:
-        times = [j._next_poll for j in self.jobs.values()
+        times = [j._next_poll for j in list(self.jobs.values())
                  if j.status in ACTIVE_SERVICE and j.task_id]
         if self._queue:
             times.append(max(min(self._next_create.get(j.request.model, 0.0)
                                  for j in self._queue),
                              min(j._not_before for j in self._queue)))
-        busy = bool(self._inflight) or any(not j.done for j in self.jobs.values())
+        busy = bool(self._inflight) or any(not j.done for j in list(self.jobs.values()))
         return min(times) if times else time.monotonic() + (1.0 if busy else 30.0)
 
     # -- submission --------------------------------------------------------------------------
@@ -266,7 +313,7 @@ class JobManager:
             # a margin over the documented rate: the service counts in a sliding one-second
             # window, and requests leave a little later than they are started
             self._next_create[model] = now + self.policy.create_spacing / rate
-            self._spawn(self._create(job))
+            self._spawn(self._create(job), job)
         self._queue = waiting
 
     async def _create(self, job: Job) -> None:
@@ -293,7 +340,7 @@ class JobManager:
             if e.sent_at is not None:
                 self._update(job, sent_at=e.sent_at)
             job._not_before = time.monotonic() + self.policy.reconcile_after
-            self._spawn(self._reconcile(job))
+            self._spawn(self._reconcile(job), job)
             return
         except ThrottledError as e:
             self.stats["creates_throttled"] += 1
@@ -313,8 +360,8 @@ class JobManager:
             self._finish(job, status="REJECTED", error_code=e.code, error_message=e.message,
                          request_id=e.request_id)
             return
-        except WanError as e:
-            self._finish(job, status="REJECTED", error_code="ValidationError",
+        except (WanError, OSError) as e:  # refused here (no key, unreadable audio file...)
+            self._finish(job, status="REJECTED", error_code=type(e).__name__,
                          error_message=str(e))
             return
         self._update(job, task_id=state.task_id, request_id=state.request_id,
@@ -326,6 +373,7 @@ class JobManager:
         log.info("requeueing %s: %s", job.run_id, why)
         if self.store.transition(job.run_id, expect="SUBMITTING", status="QUEUED"):
             self._set(job, status="QUEUED")
+            job._reconcile_tries = 0
             job._not_before = time.monotonic() + delay * self._rng.uniform(0.8, 1.2)
             self._queue.append(job)
             self._wake_up()
@@ -349,7 +397,8 @@ class JobManager:
     async def _reconcile_once(self, job: Job) -> bool:
         sent_at = job._row.get("sent_at") or _utcnow()
         known = {r["task_id"] for r in self.store.runs() if r.get("task_id")}
-        others = sum(1 for j in self.jobs.values() if j is not job and j.status == "SUBMITTING"
+        others = sum(1 for j in list(self.jobs.values())
+                     if j is not job and j.status == "SUBMITTING"
                      and j.request.model == job.request.model and j.run_id in self._ambiguous)
         try:
             found = await self.aio.find_created_task(job.request, sent_at, exclude=known,
@@ -386,7 +435,7 @@ class JobManager:
 
     # -- polling -----------------------------------------------------------------------------
     async def _poll(self, now: float) -> None:
-        active = [j for j in self.jobs.values() if j.status in ACTIVE_SERVICE and j.task_id]
+        active = [j for j in list(self.jobs.values()) if j.status in ACTIVE_SERVICE and j.task_id]
         due = [j for j in active if j._next_poll <= now]
         if not due:
             return
@@ -445,6 +494,8 @@ class JobManager:
 
     def _apply_summary(self, job: Job, s: TaskSummary) -> None:
         """A state from the list endpoint (not final): record a change, schedule a poll."""
+        if job.done or job.status not in ACTIVE_SERVICE:
+            return  # an answer older than a cancel or a final state
         if s.status != job.status and s.status in ACTIVE_SERVICE:
             fields: dict[str, Any] = {"status": s.status}
             if s.status == "RUNNING" and s.started is not None:
@@ -453,7 +504,18 @@ class JobManager:
         job._next_poll = time.monotonic() + self._interval(job)
 
     def _apply(self, job: Job, state: TaskState) -> None:
+        if job.done:
+            return  # an answer older than a final state
         status = state.status
+        if status == "UNKNOWN" and not state.raw.get("output", {}).get("task_status"):
+            status = "no status"  # a malformed answer is not the service forgetting the task
+        if status == "UNKNOWN":
+            job._unknown += 1
+            age = (_utcnow() - (job._row.get("sent_at") or job._row["created_at"]))
+            if job._unknown < 3 and age < catalog.TASK_TTL:
+                # one UNKNOWN right after a create can be replica lag: ask again
+                job._next_poll = time.monotonic() + max(self.policy.floor, 2.0)
+                return
         if status not in SERVICE_STATUSES:
             job._unrecognized += 1
             if job._unrecognized >= self.policy.max_unrecognized:
@@ -495,7 +557,7 @@ class JobManager:
             self._update(job, **fields)
             self.durations.learn(self.backend, job.request.model, job.request.size or "",
                                  int(job.request.duration or 0), job._row.get("run_s"))
-            self._spawn(self._download(job))
+            self._spawn(self._download(job), job)
             return
         self._update(job, **fields)
         job._next_poll = time.monotonic() + self._interval(job)
@@ -525,6 +587,10 @@ class JobManager:
                          video_url_expires_at=state.video_expires_at)
         await self._download(job)
 
+    async def _download_later(self, job: Job, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._refresh_then_download(job)
+
     async def _download(self, job: Job) -> None:
         assert self._dl_sem is not None
         async with self._dl_sem:
@@ -545,6 +611,17 @@ class JobManager:
                 return
             except (DownloadError, TransportError, ValueError, OSError) as e:
                 path.unlink(missing_ok=True)
+                job._download_tries += 1
+                expires = job._row.get("video_url_expires_at")
+                valid = expires is None or expires > _utcnow() + dt.timedelta(minutes=1)
+                if (isinstance(e, TransportError) or "HTTP 5" in str(e)) and valid \
+                        and job._download_tries < self.policy.download_rounds:
+                    # the paid video is still there: try again later, with backoff
+                    delay = min(300.0, 5.0 * 2 ** (job._download_tries - 1))
+                    log.info("download of %s failed (%s); again in %.0f s", job.run_id, e,
+                             delay)
+                    self._spawn(self._download_later(job, delay), job)
+                    return
                 self._finish(job, download_error=f"{type(e).__name__}: {e}")
                 return
             self.stats["downloads"] += 1
