@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import wave
 from collections.abc import Callable
 
 import httpx
@@ -73,3 +74,14 @@ def make_client(tmp_path, make_emulator):
     yield make
     for c in clients:
         c.close()
+
+
+@pytest.fixture
+def wav_file(tmp_path):
+    path = tmp_path / "voice.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\x00\x00" * 8000 * 4)
+    return path

@@ -183,15 +183,8 @@ def test_poll_policy_interval_is_clamped_and_jittered():
     assert 0.45 <= p.interval(-1, rng) <= 0.55  # just overran: poll soon
 
 
-def test_a_local_audio_file_gone_before_the_create_rejects_the_job(tmp_path, make_client):
-    import wave
-
-    path = tmp_path / "voice.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(b"\0\0" * 8000 * 4)
+def test_a_local_audio_file_gone_before_the_create_rejects_the_job(wav_file, make_client):
+    path = wav_file
     client = make_client()
     jobs = JobList(client.submit(f"first {i}", seed=i, **SMALL) for i in range(6))
     late = client.submit("speak", audio_url=str(path), seed=9, **SMALL)  # queued behind 5/s

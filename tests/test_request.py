@@ -4,7 +4,6 @@ that must fail before any HTTP request is sent."""
 from __future__ import annotations
 
 import asyncio
-import wave
 
 import httpx
 import pytest
@@ -45,17 +44,6 @@ def test_matrix_has_the_documented_shape():
     assert catalog.get_model("wanx2.1-t2v-plus").name == "wan2.1-t2v-plus"
     assert catalog.wire_model_name("wan2.1-t2v-turbo", "beijing") == "wanx2.1-t2v-turbo"
     assert catalog.estimate_cost("wan2.6-t2v", "1920*1080", 10) == pytest.approx(1.5)
-
-
-@pytest.fixture
-def wav_file(tmp_path):
-    path = tmp_path / "voice.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(b"\x00\x00" * 8000 * 4)
-    return path
 
 
 LONG = "x" * 1501
