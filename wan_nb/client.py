@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import os
 import random
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from . import catalog, runtime
 from ._version import __version__
 from .errors import (AmbiguousCreateError, APIError, DownloadError, TaskExpired,
                      ThrottledError, TransportError, ValidationError, WanError, redact)
-from .request import GenerationRequest
+from .request import GenerationRequest, file_sha256, local_path
 from .wire import (RetryPolicy, TaskPage, TaskState, TaskSummary, api_error, format_list_time,
                    parse_task, parse_task_page, retryable_status, url_expiry)
 
@@ -77,9 +76,7 @@ class Config:
             base_url = env.get("DASHSCOPE_HTTP_BASE_URL") or None
         if base_url is not None:
             base = base_url.rstrip("/")
-            for suffix in ("/api/v1",):
-                if base.endswith(suffix):
-                    base = base[: -len(suffix)]
+            base = base.removesuffix("/api/v1")
             if not base.startswith(("http://", "https://")):
                 raise ValidationError([("base_url", f"base_url {base_url!r} must start with "
                                                     "http:// or https://")])
@@ -329,7 +326,7 @@ class AsyncClient:
     # -- files -------------------------------------------------------------------------------
     async def upload_file(self, path: str, model: str) -> str:
         """Upload a local file the way the official SDK does; returns its ``oss://`` URL."""
-        path = path[len("file://"):] if path.startswith("file://") else path
+        path = local_path(path)
         policy = (await self._call("GET", catalog.UPLOAD_POLICY_PATH,
                                    params={"action": "getPolicy", "model": model}))["data"]
         key = f"{policy['upload_dir']}/{os.path.basename(path)}"
@@ -402,7 +399,7 @@ class AsyncClient:
         else:
             raise DownloadError(redact(f"download failed after {max_attempts} attempts: "
                                        f"{last}")) from last
-        digest = _sha256(part)
+        digest = file_sha256(part)
         size = part.stat().st_size
         os.replace(part, dest)
         return DownloadResult(dest, size, digest)
@@ -450,14 +447,6 @@ def _content_total(resp: httpx.Response) -> int | None:
         return int(cr.rsplit("/", 1)[1])
     cl = resp.headers.get("content-length")
     return int(cl) if cl and resp.status_code == 200 else None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _json_or_text(resp: httpx.Response) -> Any:

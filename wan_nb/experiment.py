@@ -226,7 +226,7 @@ class Experiment:
         as the prompt with ``prompt_extend=False`` and the same seed, which separates the
         rewriter's variance from the generator's."""
         row = self.store.get_run(run_id)
-        request = GenerationRequest.from_params(_json(row["request_json"]))
+        request = GenerationRequest.from_params(row["request_json"])
         variant = row.get("variant") or run_id
         if freeze_rewrite:
             actual = row.get("actual_prompt")
@@ -301,9 +301,3 @@ class Experiment:
 
     def __repr__(self) -> str:
         return f"<Experiment {self.name!r}: {len(self.variants)} variants>"
-
-
-def _json(text: Any) -> dict:
-    import json
-
-    return json.loads(text) if isinstance(text, str) else dict(text)

@@ -136,7 +136,7 @@ class Job:
     def __init__(self, manager: JobManager, row: dict[str, Any]):
         self._manager = manager
         self.run_id: str = row["run_id"]
-        self.request = GenerationRequest.from_params(_loads(row["request_json"]))
+        self.request = GenerationRequest.from_params(row["request_json"])
         self.experiment: str | None = row.get("experiment")
         self.variant: str | None = row.get("variant")
         self._callbacks: list[Callable[[Job], Any]] = []
@@ -308,12 +308,6 @@ def _is_finished(row: dict[str, Any]) -> bool:
     if status == "SUCCEEDED":
         return row.get("video_path") is not None or row.get("download_error") is not None
     return status in FINAL_STATUSES
-
-
-def _loads(text: Any) -> dict:
-    import json
-
-    return json.loads(text) if isinstance(text, str) else dict(text)
 
 
 class JobList(list):

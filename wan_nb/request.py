@@ -193,7 +193,7 @@ class GenerationRequest:
         """
         p = self.params()
         if self.audio_is_local:
-            p["audio_url"] = "sha256:" + _file_sha256(str(self.audio_url))
+            p["audio_url"] = "sha256:" + file_sha256(str(self.audio_url))
         blob = json.dumps(p, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -209,8 +209,11 @@ class GenerationRequest:
         return GenerationRequest(**kw)
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "GenerationRequest":
-        """Inverse of :meth:`params` (for example from a stored ``request_json``)."""
+    def from_params(cls, params: Mapping[str, Any] | str) -> "GenerationRequest":
+        """Inverse of :meth:`params`; also takes the JSON text the store keeps as
+        ``request_json``."""
+        if isinstance(params, str):
+            params = json.loads(params)
         unknown = sorted(set(params) - set(_FIELDS))
         if unknown:
             raise ValidationError([(u, f"unknown parameter {u!r}; allowed: {', '.join(_FIELDS)}")
@@ -222,8 +225,14 @@ def _is_local(url: str | None) -> bool:
     return bool(url) and not str(url).startswith(("http://", "https://", "oss://"))
 
 
-def _file_sha256(path: str) -> str:
-    path = path[len("file://"):] if path.startswith("file://") else path
+def local_path(url: str) -> str:
+    """The file a local ``audio_url`` names (a path or a ``file://`` URL)."""
+    return url.removeprefix("file://")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's content (``file://`` URLs accepted), read in 1 MiB chunks."""
+    path = local_path(os.fspath(path))
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -315,7 +324,7 @@ def _check_audio(r: GenerationRequest, spec: ModelSpec) -> list[tuple[str, str]]
     if "://" in url and not url.startswith("file://"):
         return [("audio_url", f"audio_url {url!r} must be an http(s) URL, an oss:// upload or "
                               "a local file")]
-    path = url[len("file://"):] if url.startswith("file://") else url
+    path = local_path(url)
     if not os.path.isfile(path):
         return [("audio_url", f"audio_url {url!r} is neither an http(s) URL nor an existing "
                               "local file")]
