@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import wave
 from collections.abc import Callable
 
@@ -85,3 +88,28 @@ def wav_file(tmp_path):
         w.setframerate(8000)
         w.writeframes(b"\x00\x00" * 8000 * 4)
     return path
+
+
+CLI_KEY = "sk-resume-test-0123456789"
+
+
+@pytest.fixture
+def cli_emulator(tmp_path):
+    """``python -m wan_nb.emulator`` on a free loopback port, in its own process (like the
+    real service: it outlives the processes of a test). Yields its base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wan_nb.emulator", "--port", "0", "--key", CLI_KEY,
+         "--data-dir", str(tmp_path / "emu"), "--speed", "2.5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    banner = proc.stdout.readline()
+    assert "listening on http://127.0.0.1:" in banner, banner + proc.stderr.read()
+    url = banner.split("listening on ")[1].split()[0]
+    yield url
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    proc.stdout.close()
+    proc.stderr.close()

@@ -15,29 +15,8 @@ import time
 import httpx
 import pytest
 
-KEY = "sk-resume-test-0123456789"
+from tests.conftest import CLI_KEY as KEY
 N = 10
-
-
-@pytest.fixture
-def cli_emulator(tmp_path):
-    """``python -m wan_nb.emulator`` on a free loopback port, in its own process."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wan_nb.emulator", "--port", "0", "--key", KEY,
-         "--data-dir", str(tmp_path / "emu"), "--speed", "2.5"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    banner = proc.stdout.readline()
-    assert "listening on http://127.0.0.1:" in banner, banner + proc.stderr.read()
-    url = banner.split("listening on ")[1].split()[0]
-    yield url
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    proc.stdout.close()
-    proc.stderr.close()
 
 
 def _script(url: str, store: str, body: str) -> list[str]:

@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from ._version import __version__
-from .client import AsyncClient, Client
+from .client import AsyncClient, Client, Secret
 from .errors import (AmbiguousCreateError, APIError, AuthenticationError, BillingError,
                      ContentRejectedError, DownloadError, InvalidRequestError, JobTimeout,
                      ServerError, TaskExpired, TaskFailed, ThrottledError, TransportError,
@@ -44,7 +44,7 @@ def __getattr__(name: str) -> Any:  # heavy modules (pandas) load on first use
     raise AttributeError(f"module 'wan_nb' has no attribute {name!r}")
 
 
-def connect(api_key: str | None = None, *, region: str | None = None,
+def connect(api_key: str | Secret | None = None, *, region: str | None = None,
             base_url: str | None = None, store: Any = None, emulator: bool | None = None,
             speed: str | float | None = None, resume: bool = True, quiet: bool = False,
             **kwargs: Any) -> Client:
@@ -55,28 +55,76 @@ def connect(api_key: str | None = None, *, region: str | None = None,
     Without one, or with ``emulator=True``, it starts the offline emulator on 127.0.0.1 and
     says so in one line. ``store`` is the run ledger's folder (default ``./wan_runs``).
     ``resume`` re-attaches to unfinished runs left by an earlier kernel.
+
+    A bad configuration raises before anything is written: no ``./wan_runs`` is left behind.
     """
+    # Wrapped first, before anything can raise: a verbose traceback prints every frame's
+    # arguments and locals (see Secret).
+    api_key = Secret(api_key) if api_key is not None else Secret.from_env()
     from .store import Store
 
-    key = api_key if api_key is not None else os.environ.get("DASHSCOPE_API_KEY", "")
-    use_emulator = (not key) if emulator is None else emulator
-    the_store = store if isinstance(store, Store) else Store(store)
-    if use_emulator:
+    use_emulator = (not api_key) if emulator is None else bool(emulator)
+    _check_store_arg(store)
+    _check_client_kwargs(kwargs)
+    if not use_emulator:
+        # configuration (and, for a custom URL, the server's identity) checked here; the
+        # store is created only by resume() or the first job
+        client = Client(api_key, region=region, base_url=base_url, store=store, **kwargs)
+    else:
         try:
             from .emulator.server import start_embedded
+            from .emulator.speed import parse_speed
         except ImportError as e:  # pragma: no cover - the emulator ships with the package
             raise WanError(f"the offline emulator is not available ({e}); set "
                            "DASHSCOPE_API_KEY to use the real service") from e
-        emu = start_embedded(data_dir=the_store.root / ".emulator", speed=speed or "fast")
-        client = Client(emu.api_key, base_url=emu.base_url, backend="emulator",
+        try:
+            emu_speed = parse_speed(speed or "fast")
+        except ValueError as e:
+            raise ValidationError([("speed", str(e))]) from None
+        the_store = store if isinstance(store, Store) else Store(store)
+        emu = start_embedded(data_dir=the_store.root / ".emulator", speed=emu_speed)
+        emu_key = Secret(emu.api_key)
+        # The embedded emulator keeps the label "emulator", not "emulator:<id>": its data
+        # lives inside this store (one emulator per store, so the name is unambiguous) and
+        # every run recorded so far carries that label, so de-duplication and resume keep
+        # matching them without a store migration.
+        client = Client(emu_key, base_url=emu.base_url, backend="emulator",
                         store=the_store, **kwargs)
         client.emulator = emu
         if not quiet:
             print(f"wan_nb {__version__}: no DASHSCOPE_API_KEY, so this session uses the offline "
                   f"emulator at {emu.base_url}\n(synthetic videos, nothing billed).\n"
                   f"Runs are recorded in {the_store.root}", file=sys.stdout)
-    else:
-        client = Client(key, region=region, base_url=base_url, store=the_store, **kwargs)
     if resume:
         client.resume()
     return client
+
+
+def _check_store_arg(store: Any) -> None:
+    """``store`` is None, a folder path or a Store; refused before any folder is made."""
+    from .store import Store
+
+    if store is None or isinstance(store, Store):
+        return
+    if not isinstance(store, (str, os.PathLike)) or isinstance(store, bytes):
+        raise ValidationError([("store", f"store must be a folder path or a wan_nb.Store, not "
+                                         f"{type(store).__name__}")])
+    text = os.fspath(store)
+    if not isinstance(text, str) or not text.strip():
+        raise ValidationError([("store", "store must name a folder; an empty path would "
+                                         "write the ledger into the current folder")])
+    path = os.path.expanduser(text)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValidationError([("store", f"store {text!r} exists and is not a folder")])
+
+
+def _check_client_kwargs(kwargs: dict[str, Any]) -> None:
+    """Unknown keyword arguments are refused before anything starts or is written."""
+    import inspect
+
+    allowed = (set(inspect.signature(AsyncClient).parameters)
+               | {"policy", "async_client"}) - {"api_key", "region", "base_url"}
+    unknown = sorted(set(kwargs) - allowed)
+    if unknown:
+        raise ValidationError([(name, f"connect() has no argument {name!r}; it takes "
+                                      f"{', '.join(sorted(allowed))}") for name in unknown])

@@ -21,7 +21,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Iterable, Mapping
 
 import httpx
 
@@ -38,56 +38,147 @@ _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class Secret:
-    """An API key that never shows itself in a repr, a log line or an exception."""
+    """An API key that never shows itself in a repr, a log line or an exception.
+
+    Every entry point (:func:`wan_nb.connect`, :meth:`Config.resolve`, :class:`Client`,
+    :class:`AsyncClient`) wraps the key on its first line, before anything can raise: a
+    verbose traceback (IPython's ``%xmode Verbose``, ``capture_locals=True``) prints the locals
+    and arguments of every frame, so no frame of ours holds the key as a plain string.
+    """
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str):
+    def __init__(self, value: str | Secret = ""):
+        if isinstance(value, Secret):
+            value = value.reveal()
+        if not isinstance(value, str):
+            raise ValidationError([("api_key", f"api_key must be a string (sk-...), not "
+                                               f"{type(value).__name__}")])
         self._value = value
 
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None,
+                 name: str = "DASHSCOPE_API_KEY") -> Secret:
+        """The key in the environment (``""`` when unset), read here so that the environment
+        mapping, which holds it in clear, is never a local of a caller's frame."""
+        return cls((os.environ if env is None else env).get(name) or "")
+
     def reveal(self) -> str:
-        return self._value
+        return getattr(self, "_value", "")  # a Secret whose __init__ raised has no value
 
     def __repr__(self) -> str:
-        return "Secret('sk-***')" if self._value else "Secret('')"
+        return "Secret('sk-***')" if self.reveal() else "Secret('')"
 
     __str__ = __repr__
 
     def __bool__(self) -> bool:
-        return bool(self._value)
+        return bool(self.reveal())
 
 
 @dataclass(frozen=True)
 class Config:
-    """Where and how a client talks; resolved from arguments, then environment, then defaults."""
+    """Where and how a client talks; resolved from arguments, then environment, then defaults.
+
+    ``backend`` names the service that holds the tasks; it is stored with every run and is what
+    de-duplication and resume match on, so it names the service, not the URL's spelling:
+
+    - ``live:<region>`` for a known DashScope host, including the per-workspace hosts
+      ``{WorkspaceId}.{region-id}.maas.aliyuncs.com`` (same account, same tasks);
+    - ``emulator:<instance id>`` for a wan_nb emulator reached by URL: :class:`Client` asks
+      it once who it is (:meth:`identify`), so a restart on another port or ``localhost``
+      versus ``127.0.0.1`` is the same backend;
+    - ``emulator`` for the one :func:`wan_nb.connect` embeds (its data lives inside the
+      store, one per store, and earlier runs are already recorded under that name);
+    - ``custom:<host>`` for any other server (a gateway or proxy): the host without the
+      port, since a service is named by its host (TLS certificates are per host) and a
+      local forwarder moved to another port still reaches the same account.
+    """
 
     api_key: Secret
     base_url: str
     region: str | None
-    backend: str  # "live:<region>", "custom:<host>" or "emulator"
+    backend: str
+    ask_identity: bool = False  # a custom URL whose server has not yet said who it is
+
+    #: DashScope's region ids (workspace hosts, ``DASHSCOPE_API_REGION``) → our region names
+    REGION_IDS: ClassVar[dict[str, str]] = {"ap-southeast-1": "singapore",
+                                            "cn-beijing": "beijing", "us-east-1": "virginia"}
+    #: the header every answer of a wan_nb emulator carries (wan_nb/emulator/app.py)
+    IDENTITY_HEADER: ClassVar[str] = "x-wan-emulator-id"
 
     @classmethod
-    def resolve(cls, api_key: str | None = None, region: str | None = None,
+    def resolve(cls, api_key: str | Secret | None = None, region: str | None = None,
                 base_url: str | None = None, *, backend: str | None = None,
-                env: Mapping[str, str] | None = None) -> "Config":
-        env = os.environ if env is None else env
-        key = api_key if api_key is not None else env.get("DASHSCOPE_API_KEY", "")
+                env: Mapping[str, str] | None = None) -> Config:
+        # The key is wrapped first and the environment mapping dropped: both would otherwise
+        # be printed by a verbose traceback of a bad region or base_url below.
+        api_key = Secret(api_key) if api_key is not None else Secret.from_env(env)
         if base_url is None and region is None:
-            base_url = env.get("DASHSCOPE_HTTP_BASE_URL") or None
+            base_url = (os.environ if env is None else env).get("DASHSCOPE_HTTP_BASE_URL") \
+                or None
+        env = None
         if base_url is not None:
-            base = base_url.rstrip("/")
-            base = base.removesuffix("/api/v1")
-            if not base.startswith(("http://", "https://")):
-                raise ValidationError([("base_url", f"base_url {base_url!r} must start with "
-                                                    "http:// or https://")])
-            found = [r for r, u in catalog.REGIONS.items() if u == base]
-            region = found[0] if found else region
-            label = backend or (f"live:{region}" if found else "custom:" + base.split("//")[1])
+            base = base_url.rstrip("/").removesuffix("/api/v1")
+            found, label = cls.name_of(base, "base_url")
+            region = found or region
         else:
             region = region or catalog.DEFAULT_REGION
             base = catalog.base_url_for(region)
-            label = backend or f"live:{region}"
-        return cls(Secret(key or ""), base, region, label)
+            label = f"live:{region}"
+        return cls(api_key, base, region, backend or label,
+                   ask_identity=backend is None and label.startswith("custom:"))
+
+    @classmethod
+    def name_of(cls, base: str, field: str = "base_url") -> tuple[str | None, str]:
+        """``(region or None, backend label)`` of a base URL, without asking the server.
+
+        >>> Config.name_of("https://ws-1.ap-southeast-1.maas.aliyuncs.com")
+        ('singapore', 'live:singapore')
+        >>> Config.name_of("http://LocalHost:8765")
+        (None, 'custom:localhost')
+        """
+        if not base.startswith(("http://", "https://")):
+            raise ValidationError([(field, f"{field} {base!r} must start with http:// or "
+                                           "https://")])
+        try:
+            host, problem = httpx.URL(base).host.lower(), ""
+        except httpx.InvalidURL as e:
+            host, problem = "", f"is not a URL: {e}"
+        # raised outside the except block: the chained httpx error would carry a half-built
+        # httpx.URL whose repr fails, and a traceback with locals would then crash
+        if problem or not host:
+            raise ValidationError([(field, f"{field} {base!r} {problem or 'has no host'}")])
+        for region, url in catalog.REGIONS.items():
+            if httpx.URL(url).host == host:
+                return region, f"live:{region}"
+        suffix = ".maas.aliyuncs.com"
+        parts = host.removesuffix(suffix).split(".")
+        if host.endswith(suffix) and len(parts) == 2 and all(parts):
+            region = cls.REGION_IDS.get(parts[1], parts[1])
+            return (region if region in catalog.REGIONS else None), f"live:{region}"
+        return None, f"custom:{host}"
+
+    async def identify(self, transport: httpx.AsyncBaseTransport | None = None,
+                       timeout: float = 10.0) -> Config:
+        """This configuration named by the server itself: a wan_nb emulator answers with its
+        instance id (``emulator:<id>``); any other server keeps ``custom:<host>``. One
+        ``GET {base}/`` without the key. Raises :class:`TransportError` when nobody answers:
+        guessing would file runs under a name that a later session does not match."""
+        if not self.ask_identity:
+            return self
+        try:
+            async with httpx.AsyncClient(transport=transport, timeout=timeout,
+                                         headers={"User-Agent": USER_AGENT},
+                                         follow_redirects=False) as http:
+                resp = await http.get(self.base_url + "/")
+        except httpx.HTTPError as e:
+            raise TransportError(f"could not ask {self.base_url} who it is ({e!r}); start the "
+                                 "server, or name it yourself with backend='...'") from e
+        ident = resp.headers.get(self.IDENTITY_HEADER, "").strip().lower()
+        label = self.backend
+        if 8 <= len(ident) <= 64 and all(c in "0123456789abcdef" for c in ident):
+            label = f"emulator:{ident}"
+        return Config(self.api_key, self.base_url, self.region, label)
 
 
 @dataclass(frozen=True)
@@ -110,12 +201,13 @@ class AsyncClient:
     so retry schedules are testable without waiting.
     """
 
-    def __init__(self, api_key: str | None = None, *, region: str | None = None,
+    def __init__(self, api_key: str | Secret | None = None, *, region: str | None = None,
                  base_url: str | None = None, transport: httpx.AsyncBaseTransport | None = None,
                  timeout: float = 30.0, retry: RetryPolicy | None = None,
                  tz: dt.tzinfo = catalog.SERVICE_TZ, backend: str | None = None,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
                  rng: random.Random | None = None, config: Config | None = None):
+        api_key = None if api_key is None else Secret(api_key)  # first: see Secret
         self.config = config or Config.resolve(api_key, region, base_url, backend=backend)
         self.retry = retry or RetryPolicy()
         self.tz = tz
@@ -128,8 +220,11 @@ class AsyncClient:
         self.closed = False
 
     def __repr__(self) -> str:
-        return (f"AsyncClient(base_url={self.config.base_url!r}, "
-                f"backend={self.config.backend!r}, api_key={self.config.api_key!r})")
+        config = getattr(self, "config", None)  # a traceback may show a half-built client
+        if not isinstance(config, Config):
+            return "AsyncClient(<not configured>)"
+        return (f"AsyncClient(base_url={config.base_url!r}, "
+                f"backend={config.backend!r}, api_key={config.api_key!r})")
 
     @property
     def base_url(self) -> str:
@@ -473,9 +568,10 @@ class Client:
     '/home/me/wan_runs/videos/20261123-...mp4'
     """
 
-    def __init__(self, api_key: str | None = None, *, region: str | None = None,
+    def __init__(self, api_key: str | Secret | None = None, *, region: str | None = None,
                  base_url: str | None = None, async_client: AsyncClient | None = None,
                  store: Any = None, policy: Any = None, **kwargs: Any):
+        api_key = None if api_key is None else Secret(api_key)  # first: see Secret
         self.aio = async_client or AsyncClient(api_key, region=region, base_url=base_url,
                                                **kwargs)
         self.emulator: Any = None  # the embedded emulator, when connect() started one
@@ -483,10 +579,16 @@ class Client:
         self._store: Any = None
         self._policy = policy
         self._manager: Any = None
+        if self.aio.config.ask_identity:
+            # asked once, here: the job manager and experiments read the backend as built
+            self.aio.config = runtime.run(self.aio.config.identify(self.aio._transport))
 
     def __repr__(self) -> str:
-        return (f"Client(base_url={self.aio.base_url!r}, backend={self.aio.backend!r}, "
-                f"api_key={self.aio.config.api_key!r})")
+        config = getattr(getattr(self, "aio", None), "config", None)  # may be half-built
+        if not isinstance(config, Config):
+            return "Client(<not configured>)"
+        return (f"Client(base_url={config.base_url!r}, backend={config.backend!r}, "
+                f"api_key={config.api_key!r})")
 
     @property
     def backend(self) -> str:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import catalog, runtime
-from .errors import APIError, JobTimeout, TaskExpired, TaskFailed, UnsupportedOperationError
+from .errors import JobTimeout, TaskExpired, TaskFailed, WanError
 from .request import GenerationRequest
 from .wire import FINAL_SERVICE_STATUSES
 
@@ -71,6 +71,8 @@ class PollPolicy:
     reconcile_after: float = 2.0
     heartbeat: float = 10.0
     create_spacing: float = 1.1  # × 1/rate between creates of one model
+    watch_interval: float = 1.0  # how often runs owned by another kernel are re-read
+    reconcile_give_up: float = 900.0  # s an ambiguous create may stay undecided
 
     def interval(self, remaining: float, rng: random.Random) -> float:
         base = self.share * remaining if remaining > 0 else self.overrun_share * -remaining
@@ -150,6 +152,7 @@ class Job:
         self._not_before = 0.0
         self._unknown = 0
         self._download_tries = 0
+        self._starting = False  # a create was started, before the row says SUBMITTING
 
     # -- state (read anywhere) ---------------------------------------------------------------
     def __getattr__(self, name: str) -> Any:
@@ -237,24 +240,54 @@ class Job:
         return self._done
 
     async def _wait(self) -> Job:
-        await self._event().wait()
+        """Until the job is done, or nothing looks after it any more (client closed)."""
+        closed = self._manager._closed_event
+        if closed is None or self._manager.closed:
+            if not self._manager.closed:
+                await self._event().wait()
+            return self
+        done = asyncio.ensure_future(self._event().wait())
+        stop = asyncio.ensure_future(closed.wait())
+        try:
+            await asyncio.wait({done, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            done.cancel()
+            stop.cancel()
         return self
+
+    def _raise_if_abandoned(self) -> None:
+        if not self.done and self._manager.closed:
+            raise WanError(f"job {self.run_id} is {self.status} and nothing looks after it: "
+                           "its client was closed. The run stays recorded; wan_nb.connect() "
+                           "(or client.resume()) on this store picks it up again")
 
     def result(self, timeout: float | None = None, *, raise_on_error: bool = True) -> Job:
         """Block until the job is done (video downloaded, or failed) and return it.
 
         Ctrl-C stops the wait, not the task. ``timeout`` raises :class:`JobTimeout`; the job
         goes on and still gets recorded. A job that did not succeed raises
-        :class:`TaskFailed` (or :class:`TaskExpired`) unless ``raise_on_error=False``.
+        :class:`TaskFailed` (or :class:`TaskExpired`) unless ``raise_on_error=False``. A job
+        whose client was closed before it finished raises :class:`WanError`.
         """
+        self._raise_if_abandoned()
         if not self.done:
             try:
                 runtime.run(self._wait(), timeout=timeout)
             except JobTimeout:
+                self._raise_if_abandoned()
                 raise JobTimeout(f"job {self.run_id} still {self.status} after {timeout} s; "
                                  "it goes on in the background") from None
+            self._raise_if_abandoned()
         if raise_on_error:
             self.raise_for_status()
+        return self
+
+    def retry_download(self) -> Job:
+        """Fetch this run's paid video again, in the background, while the service's URL
+        is valid (24 hours): after a failed download (a full disk, say), or when the file was
+        deleted or damaged since. Returns at once; :meth:`result` waits. Nothing is created or
+        paid again. :class:`TaskExpired` when the URL has expired."""
+        runtime.run(self._manager.download_again(self))
         return self
 
     def raise_for_status(self) -> None:
@@ -269,10 +302,12 @@ class Job:
 
     def __await__(self):
         async def waiter() -> Job:
+            self._raise_if_abandoned()
             if runtime.in_runtime_thread():
                 await self._wait()
             else:
                 await asyncio.wrap_future(runtime.submit(self._wait()))
+            self._raise_if_abandoned()
             self.raise_for_status()
             return self
 
@@ -348,15 +383,30 @@ class JobList(list):
                 "by_status": dict(counts), "eta": round(max(etas), 1) if etas else None}
 
     def cancel(self) -> list[Job]:
-        """Cancel every job that still can be; returns those cancelled."""
-        out = []
+        """Cancel every job that still can be: nothing more is created for them (jobs being
+        created right now included), and every created task still PENDING is cancelled,
+        paced within the account's query rate. Returns those cancelled."""
+        out: list[Job] = []
+        by_manager: dict[int, tuple[JobManager, list[Job]]] = {}
         for j in self:
-            if j.status in ("QUEUED", "PENDING"):
+            if not j.done:
+                by_manager.setdefault(id(j._manager), (j._manager, []))[1].append(j)
+        for manager, jobs in by_manager.values():
+            if not manager.closed:
+                out += runtime.run(manager.cancel_jobs(jobs))
+        return out
+
+    def retry_download(self) -> JobList:
+        """:meth:`Job.retry_download` for every SUCCEEDED job whose video is missing,
+        damaged or failed to download and whose URL is still valid; returns those jobs."""
+        out = JobList()
+        for j in self:
+            if j.status == "SUCCEEDED" and not j._manager.closed:
                 try:
-                    j.cancel()
-                    out.append(j)
-                except (UnsupportedOperationError, APIError):
-                    pass
+                    if runtime.run(j._manager.download_again(j)):
+                        out.append(j)
+                except (TaskExpired, WanError) as e:
+                    log.info("%s", e)
         return out
 
     def to_dataframe(self) -> pd.DataFrame:

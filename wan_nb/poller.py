@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import catalog, runtime
 from ._version import __version__
-from .errors import (AmbiguousCreateError, APIError, DownloadError, TaskExpired,
+from .errors import (AmbiguousCreateError, APIError, DownloadError, JobTimeout, TaskExpired,
                      ThrottledError, TransportError, UnsupportedOperationError,
                      ValidationError, WanError)
 from .jobs import (ACTIVE_SERVICE, Durations, Job, JobList, PollPolicy, _utcnow)
@@ -105,22 +105,58 @@ class JobManager:
         self._last_heartbeat = 0.0
         self._ambiguous: set[str] = set()  # run ids whose create is being reconciled
         self._gates: dict[str, _CreateGate] = collections.defaultdict(_CreateGate)
+        # runs of this ledger that another live kernel owns: followed through the store,
+        # taken over when that owner dies
+        self._watched: set[str] = set()
+        self._next_watch = 0.0
+        self._cancel_requested: set[str] = set()  # nothing more is created for these
+        self._inflight_downloads: set[str] = set()
+        self._closed_event: asyncio.Event | None = None
+        self._cycle_failures = 0
+        self._last_failure_log = 0.0
+        self.closed = False
         self.stats: collections.Counter[str] = collections.Counter()
 
     # -- public (any thread) -----------------------------------------------------------------
     def submit(self, request: GenerationRequest, *, experiment: str | None = None,
-               variant: str | None = None, tags: Iterable[str] = ()) -> Job:
-        """Record the run (status QUEUED) and hand it to the poller. Returns at once."""
+               variant: str | None = None, tags: Iterable[str] = (), dedupe: bool = False,
+               reuse_unless: Iterable[str] = ()) -> Job:
+        """Record the run (status QUEUED) and hand it to the poller. Returns at once.
+
+        With ``dedupe=True``, a run already recorded with the same experiment, fingerprint and
+        backend (in a status not in ``reuse_unless``) is attached instead of created: the
+        look-up and the insert are one step in the store, so kernels racing on the same cell
+        create it once."""
+        self._check_open()
         if not isinstance(request, GenerationRequest):
             raise ValidationError([("request", "expected a GenerationRequest")])
-        run_id = self.store.insert_run(**self._row_for(request, experiment, variant, tags))
+        row = self._row_for(request, experiment, variant, tags)
+        if dedupe:
+            run_id, created = self.store.insert_run_once(reuse_unless=tuple(reuse_unless),
+                                                         **row)
+            if not created:
+                return self.attach(run_id)
+        else:
+            run_id = self.store.insert_run(**row)
         job = Job(self, self.store.get_run(run_id))
         self._register(job)
         return job
 
     def resume(self) -> JobList:
-        """Re-attach to every unfinished run of this backend in the store (within 24 h)."""
+        """Re-attach to every unfinished run of this backend in the store (within 24 h),
+        and fetch again the paid videos whose download failed (or whose file is missing or
+        damaged) while their URL is valid."""
+        self._check_open()
         out = JobList()
+        for row in self._videos_to_fetch_again():
+            job = self.jobs.get(row["run_id"]) or self._job_from_row(row)
+            if job is None:
+                continue
+            try:
+                if runtime.run(self.download_again(job)):
+                    out.append(job)
+            except WanError as e:
+                log.info("%s", e)
         for row in self.store.unfinished():
             if row.get("backend") != self.backend or row["run_id"] in self.jobs:
                 continue
@@ -140,14 +176,50 @@ class JobManager:
         again (unless another live kernel owns them)."""
         if run_id in self.jobs:
             return self.jobs[run_id]
+        self._check_open()
         row = self.store.get_run(run_id)
         job = Job(self, row)
-        if not job.done and row.get("backend") == self.backend and self._claim(row):
-            job._row = self.store.get_run(run_id)
-            self._register(job)
+        if not job.done and row.get("backend") == self.backend:
+            if self._claim(row):
+                job._row = self.store.get_run(run_id)
+                self._register(job)
+            else:  # another live kernel looks after it: follow the ledger
+                self.jobs[run_id] = job
+                self._watched.add(run_id)
+                runtime.get_loop().call_soon_threadsafe(self._start_watching)
         else:
             self.jobs[run_id] = job
         return job
+
+    def _start_watching(self) -> None:
+        self._ensure_running()
+        self._next_watch = 0.0
+        self._wake_up()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise WanError("this client is closed: nothing more can be submitted or looked "
+                           "after through it; call wan_nb.connect() again (runs recorded "
+                           "so far resume there)")
+
+    def _videos_to_fetch_again(self) -> list[dict[str, Any]]:
+        """SUCCEEDED runs of this backend with a valid video URL whose download failed, or
+        whose file is missing or damaged."""
+        soon = _utcnow() + dt.timedelta(minutes=1)
+        out = []
+        for row in self.store.runs(status="SUCCEEDED"):
+            expires = row.get("video_url_expires_at")
+            if (row.get("backend") != self.backend or not row.get("video_url")
+                    or expires is None or expires <= soon or row["run_id"] in self.jobs
+                    and not self.jobs[row["run_id"]].done):
+                continue
+            if row.get("download_error") or not row.get("video_path"):
+                out.append(row)
+                continue
+            check = getattr(self.store, "check_video", None)
+            if check is not None and not check(row).ok:
+                out.append(row)
+        return out
 
     def _job_from_row(self, row: dict[str, Any]) -> Job | None:
         """A job for a stored row; a row whose request is no longer valid (a deleted local
@@ -171,33 +243,48 @@ class JobManager:
         stale = 0.0 if _owner_dead(row.get("owner")) else 3 * self.policy.heartbeat
         return self.store.claim(row["run_id"], self.owner, stale_after=stale)
 
-    def close(self) -> None:
-        runtime.run(self.aclose())
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop all background work; returns within about ``timeout`` seconds whatever a
+        background step is doing (a step that ignores its cancellation is abandoned)."""
+        self.closed = True
+        try:
+            runtime.run(self.aclose(), timeout=timeout)
+        except JobTimeout:
+            log.warning("wan_nb: background work did not stop within %.0f s; abandoned",
+                        timeout)
 
-    async def aclose(self) -> None:
+    async def aclose(self, timeout: float = 5.0) -> None:
         """Stop polling, creating and downloading (runs stay recorded; a later connect()
-        resumes them)."""
+        resumes them). Bounded: steps still running after ``timeout`` s are abandoned."""
+        self.closed = True
+        if self._closed_event is not None:
+            self._closed_event.set()
         tasks = [t for t in (self._task, *self._inflight) if t is not None and not t.done()]
         for t in tasks:
             t.cancel()
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            _, stuck = await asyncio.wait(tasks, timeout=timeout)
+            if stuck:
+                log.warning("wan_nb: %d background steps did not stop within %.0f s; "
+                            "abandoned", len(stuck), timeout)
         self._task = None
+        self._queue.clear()
+        self._wake_up()
 
     # -- internals ---------------------------------------------------------------------------
     def _row_for(self, r: GenerationRequest, experiment: str | None, variant: str | None,
-                 tags: Iterable[str]) -> dict[str, Any]:
-        import json
+                 tags: Iterable[str] | str) -> dict[str, Any]:
+        from .request import check_tags  # a string is one tag; checked before any write
 
         now = _utcnow()
         return {
-            "experiment": experiment, "variant": variant, "tags": list(tags),
+            "experiment": experiment, "variant": variant, "tags": check_tags(tags),
             "model": r.model, "prompt": r.prompt, "negative_prompt": r.negative_prompt,
             "size": r.size, "width": r.width, "height": r.height, "tier": r.tier,
             "duration": r.duration, "seed": r.seed, "prompt_extend": r.prompt_extend,
             "watermark": r.watermark, "audio_mode": r.audio, "audio_url": r.audio_url,
             "shot_type": r.shot_type, "fingerprint": r.fingerprint,
-            "request_json": json.dumps(r.params(), ensure_ascii=False, sort_keys=True),
+            "request_json": r.stored_json(),
             "status": "QUEUED", "cost_usd": r.estimated_cost, "backend": self.backend,
             "wan_nb_version": __version__, "owner": self.owner, "owner_heartbeat": now,
         }
@@ -224,6 +311,10 @@ class JobManager:
         self._wake_up()
 
     def _ensure_running(self) -> None:
+        if self.closed:
+            return
+        if self._closed_event is None:
+            self._closed_event = asyncio.Event()
         if self._task is None or self._task.done():
             self._wake = asyncio.Event()
             self._dl_sem = asyncio.Semaphore(self.policy.downloads)
@@ -234,6 +325,9 @@ class JobManager:
             self._wake.set()
 
     def _spawn(self, coro: Any, job: Job | None = None) -> None:
+        if self.closed:
+            coro.close()
+            return
         task = asyncio.get_running_loop().create_task(coro)
         self._inflight.add(task)
         task.add_done_callback(lambda t: self._spawned_done(t, job))
@@ -267,30 +361,59 @@ class JobManager:
             log.exception("could not record the failure of %s", job.run_id)
 
     async def _main(self) -> None:
-        while True:
+        while not self.closed:
             try:
                 now = time.monotonic()
                 self._start_submissions(now)
                 await self._poll(now)
+                if now >= self._next_watch and self._watched:
+                    self._next_watch = now + self.policy.watch_interval
+                    self._follow_watched()
                 if now - self._last_heartbeat > self.policy.heartbeat:
                     self._last_heartbeat = now
                     self.store.heartbeat(self.owner)
                 delay = self._next_wakeup() - time.monotonic()
+                if self._cycle_failures:
+                    log.warning("wan_nb poller works again after %d failed cycles",
+                                self._cycle_failures)
+                    self._cycle_failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception:  # the poller must never die; the next cycle retries
-                log.exception("wan_nb poller cycle failed")
+                self._log_cycle_failure()
                 delay = 1.0
-            assert self._wake is not None
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.005, delay))
-            except asyncio.TimeoutError:
-                pass
+            await self._sleep_until_woken(delay)
+
+    async def _sleep_until_woken(self, delay: float) -> None:
+        """Sleep up to ``delay`` s or until woken. ``asyncio.wait`` never swallows the
+        caller's cancellation (``wait_for`` + ``except TimeoutError`` can, on Python <= 3.11,
+        which once made close() hang: DESIGN.md §3)."""
+        assert self._wake is not None
+        self._wake.clear()
+        waiter = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=max(0.005, delay))
+        finally:
+            waiter.cancel()
+
+    def _log_cycle_failure(self) -> None:
+        """A failing cycle (a full disk, a locked ledger) is said once with its traceback,
+        then once a minute with a count, not every second."""
+        self._cycle_failures += 1
+        now = time.monotonic()
+        if self._cycle_failures == 1:
+            log.exception("wan_nb poller cycle failed (retrying every second; said again "
+                          "once a minute while it lasts)")
+            self._last_failure_log = now
+        elif now - self._last_failure_log >= 60.0:
+            log.error("wan_nb poller cycle still failing (%d cycles so far)",
+                      self._cycle_failures, exc_info=True)
+            self._last_failure_log = now
 
     def _next_wakeup(self) -> float:
-        times = [j._next_poll for j in list(self.jobs.values())
-                 if j.status in ACTIVE_SERVICE and j.task_id]
+        times = [j._next_poll for j in self._polled()]
+        if self._watched:
+            times.append(self._next_watch)
         if self._queue:
             times.append(max(min(self._next_create.get(j.request.model, 0.0)
                                  for j in self._queue),
@@ -299,36 +422,67 @@ class JobManager:
         return min(times) if times else time.monotonic() + (1.0 if busy else 30.0)
 
     # -- submission --------------------------------------------------------------------------
+    def _polled(self) -> list[Job]:
+        """Jobs whose task this kernel polls (created, not finished, not watched)."""
+        return [j for j in list(self.jobs.values()) if j.status in ACTIVE_SERVICE and j.task_id
+                and j.run_id not in self._watched]
+
     def _start_submissions(self, now: float) -> None:
-        waiting = collections.deque()
+        waiting: collections.deque[Job] = collections.deque()
+        # at most one unresolved create per (model, prompt): see Store.begin_create
+        busy = {_create_key(j) for j in list(self.jobs.values()) if j.status == "SUBMITTING"}
+        busy |= self._starting_keys()
         while self._queue:
             job = self._queue.popleft()
             model = job.request.model
-            if job.status != "QUEUED":
+            if job.status != "QUEUED" or job.run_id in self._cancel_requested:
                 continue  # cancelled while queued
-            if now < job._not_before or now < self._next_create.get(model, 0.0):
+            if (now < job._not_before or now < self._next_create.get(model, 0.0)
+                    or _create_key(job) in busy):
                 waiting.append(job)
                 continue
             rate = catalog.get_model(model).submissions_per_s
             # a margin over the documented rate: the service counts in a sliding one-second
             # window, and requests leave a little later than they are started
             self._next_create[model] = now + self.policy.create_spacing / rate
+            busy.add(_create_key(job))
+            job._starting = True
             self._spawn(self._create(job), job)
         self._queue = waiting
 
+    def _starting_keys(self) -> set[tuple[str, str]]:
+        return {_create_key(j) for j in list(self.jobs.values()) if j._starting}
+
     async def _create(self, job: Job) -> None:
         gate = self._gates[job.request.model]
-        await gate.create()
+        try:
+            await gate.create()
+        except BaseException:
+            job._starting = False
+            raise
         try:
             await self._create_inside_gate(job)
         finally:
+            job._starting = False
             await gate.created()
 
     async def _create_inside_gate(self, job: Job) -> None:
         sent_at = _utcnow()
-        if not self.store.transition(job.run_id, expect="QUEUED", status="SUBMITTING",
-                                     sent_at=sent_at):
+        outcome, blocker = self.store.begin_create(job.run_id, sent_at=sent_at)
+        if outcome == "gone":
             self._reload(job)
+            return
+        if outcome == "busy":
+            # another kernel sharing this ledger has an unresolved create of this prompt:
+            # wait for it (and take it over if that kernel is gone)
+            self.stats["creates_deferred"] += 1
+            job._not_before = time.monotonic() + 0.5
+            self._queue.append(job)
+            if blocker is not None and blocker not in self.jobs:
+                try:
+                    self.attach(blocker)
+                except WanError as e:
+                    log.info("could not look after %s: %s", blocker, e)
             return
         self._set(job, status="SUBMITTING", sent_at=sent_at)
         self.stats["creates"] += 1
@@ -367,9 +521,21 @@ class JobManager:
         self._update(job, task_id=state.task_id, request_id=state.request_id,
                      status=state.status if state.status in SERVICE_STATUSES else "PENDING")
         job._next_poll = time.monotonic() + self._interval(job)
+        self._created(job)
+
+    def _created(self, job: Job) -> None:
+        """The run's task is known: poll it, or cancel it at once if that was asked."""
+        if job.run_id in self._cancel_requested:
+            self._spawn(self._cancel_created(job), job)
         self._wake_up()
 
     def _requeue(self, job: Job, why: str, delay: float) -> None:
+        if job.run_id in self._cancel_requested:
+            if self.store.transition(job.run_id, expect="SUBMITTING", status="CANCELED",
+                                     cost_usd=0.0, error_message="cancelled before the "
+                                     "service made a task"):
+                self._finish(job)
+            return
         log.info("requeueing %s: %s", job.run_id, why)
         if self.store.transition(job.run_id, expect="SUBMITTING", status="QUEUED"):
             self._set(job, status="QUEUED")
@@ -396,15 +562,27 @@ class JobManager:
 
     async def _reconcile_once(self, job: Job) -> bool:
         sent_at = job._row.get("sent_at") or _utcnow()
-        known = {r["task_id"] for r in self.store.runs() if r.get("task_id")}
-        others = sum(1 for j in list(self.jobs.values())
-                     if j is not job and j.status == "SUBMITTING"
-                     and j.request.model == job.request.model and j.run_id in self._ambiguous)
+        # targeted reads: task ids this ledger already holds, and other unresolved creates
+        # of this model in any kernel sharing the ledger (any of them could own a task that
+        # does not show its prompt yet)
+        known = self.store.known_task_ids(self.backend, since=sent_at - catalog.TASK_TTL)
+        others = self.store.unresolved_creates(self.backend, job.request.model,
+                                               exclude=job.run_id)
+        siblings = self.store.ambiguous_siblings(job.run_id, window=dt.timedelta(minutes=3))
         try:
             found = await self.aio.find_created_task(job.request, sent_at, exclude=known,
-                                                     others_pending=others)
+                                                     others_pending=others,
+                                                     siblings_pending=siblings)
         except AmbiguousCreateError as e:  # candidates exist but cannot be told apart yet
             log.info("reconcile of %s undecided: %s", job.run_id, e)
+            age = (_utcnow() - sent_at).total_seconds()
+            if age > self.policy.reconcile_give_up:
+                self._ambiguous.discard(job.run_id)
+                self._finish(job, status="FAILED", error_code="AmbiguousCreate",
+                             error_message=f"after {age / 60:.0f} minutes wan_nb still "
+                             f"could not tell which listed task this run's create made ({e}); "
+                             "nothing was sent again, so nothing was paid twice")
+                return True
             return False
         except (APIError, TransportError) as e:
             log.info("reconcile of %s failed, will retry: %s", job.run_id, e)
@@ -420,7 +598,7 @@ class JobManager:
             self.stats["reconciled_found"] += 1
             self._ambiguous.discard(job.run_id)
             job._next_poll = 0.0
-            self._wake_up()
+            self._created(job)
             return True
         job._reconcile_tries += 1
         age = (_utcnow() - sent_at).total_seconds()
@@ -435,7 +613,7 @@ class JobManager:
 
     # -- polling -----------------------------------------------------------------------------
     async def _poll(self, now: float) -> None:
-        active = [j for j in list(self.jobs.values()) if j.status in ACTIVE_SERVICE and j.task_id]
+        active = self._polled()
         due = [j for j in active if j._next_poll <= now]
         if not due:
             return
@@ -578,17 +756,25 @@ class JobManager:
 
     # -- download ----------------------------------------------------------------------------
     async def _refresh_then_download(self, job: Job) -> None:
+        self._inflight_downloads.add(job.run_id)
         try:
-            state = await self.aio.get_task(job.task_id)
-        except (APIError, TransportError):
-            state = None
-        if state is not None and state.status == "SUCCEEDED" and state.video_url:
-            self._update(job, video_url=state.video_url,
-                         video_url_expires_at=state.video_expires_at)
-        await self._download(job)
+            try:
+                state = await self.aio.get_task(job.task_id)
+            except (APIError, TransportError):
+                state = None
+            if state is not None and state.status == "SUCCEEDED" and state.video_url:
+                self._update(job, video_url=state.video_url,
+                             video_url_expires_at=state.video_expires_at)
+            await self._download(job)
+        finally:
+            self._inflight_downloads.discard(job.run_id)
 
     async def _download_later(self, job: Job, delay: float) -> None:
-        await asyncio.sleep(delay)
+        self._inflight_downloads.add(job.run_id)
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            self._inflight_downloads.discard(job.run_id)
         await self._refresh_then_download(job)
 
     async def _download(self, job: Job) -> None:
@@ -633,23 +819,131 @@ class JobManager:
                          download_error=("; ".join(problems) if problems else None))
 
     # -- cancel ------------------------------------------------------------------------------
+    async def cancel_jobs(self, jobs: Iterable[Job], *, settle: float = 10.0) -> list[Job]:
+        """Cancel ``jobs``: nothing more is created for them, and every created task that
+        can still be cancelled (PENDING) is, with cancels paced under the account's query
+        rate. A job whose create is on its way is cancelled as soon as its task is known
+        (waiting up to ``settle`` s here for that). Returns the jobs now CANCELED."""
+        jobs = [j for j in jobs if not j.done]
+        for job in jobs:
+            self._cancel_requested.add(job.run_id)
+            if job.status == "QUEUED":
+                if self.store.transition(job.run_id, expect="QUEUED", status="CANCELED",
+                                         cost_usd=0.0,
+                                         error_message="cancelled before it was submitted"):
+                    self._reload(job)
+                    self._finish(job)
+                else:
+                    self._reload(job)
+        deadline = time.monotonic() + settle
+        while (any(j.status == "SUBMITTING" or j._starting for j in jobs)
+               and time.monotonic() < deadline and not self.closed):
+            await asyncio.sleep(0.05)
+        for job in jobs:
+            if job.status == "PENDING" and job.task_id and not job.done:
+                await self._cancel_created(job)
+        return [j for j in jobs if j.status == "CANCELED"]
+
+    async def _cancel_created(self, job: Job) -> None:
+        """Cancel the task of a PENDING job (one request, within the query rate)."""
+        if job.done or job.status != "PENDING" or not job.task_id:
+            return
+        await self._throttle_queries()
+        try:
+            await self.aio.cancel_task(job.task_id)
+        except UnsupportedOperationError:
+            job._next_poll = 0.0  # it started meanwhile: the next poll records it
+            self._wake_up()
+            return
+        except (APIError, TransportError) as e:
+            log.info("cancel of %s failed: %s", job.task_id, e)
+            job._next_poll = 0.0
+            self._wake_up()
+            return
+        self.stats["cancels"] += 1
+        if not job.done:
+            # the service only cancels PENDING tasks, and cancelled tasks are not billed
+            self._finish(job, status="CANCELED", cost_usd=0.0)
+
     async def _cancel(self, job: Job) -> None:
-        if job.status == "QUEUED":
-            if self.store.transition(job.run_id, expect="QUEUED", status="CANCELED",
-                                     error_message="cancelled before it was submitted"):
-                self._finish(job, status="CANCELED")
-                return
-            self._reload(job)
-        if job.status == "SUBMITTING":
-            raise UnsupportedOperationError(400, "UnsupportedOperation",
-                                            f"job {job.run_id} is being submitted right now; "
-                                            "cancel it again in a moment")
-        if job.status != "PENDING":
+        if job.status in ("RUNNING", "SUCCEEDED") or job.done:
             raise UnsupportedOperationError(
                 400, "UnsupportedOperation", f"job {job.run_id} is {job.status}; only QUEUED "
                 "or PENDING jobs can be cancelled (the service does not stop running tasks)")
-        await self.aio.cancel_task(job.task_id)
-        self._apply(job, await self.aio.get_task(job.task_id))
+        await self.cancel_jobs([job])
+        if job.status == "SUBMITTING":
+            raise UnsupportedOperationError(
+                400, "UnsupportedOperation", f"job {job.run_id} is still being submitted; "
+                "its task will be cancelled as soon as the service says which it is")
+        if job.status != "CANCELED":
+            raise UnsupportedOperationError(
+                400, "UnsupportedOperation", f"job {job.run_id} is {job.status}; only QUEUED "
+                "or PENDING jobs can be cancelled (the service does not stop running tasks)")
+
+    # -- watched runs (owned by another live kernel) ------------------------------------------
+    def _follow_watched(self) -> None:
+        """Runtime thread: follow runs another kernel looks after through the ledger, and
+        take one over when its owner is gone."""
+        rows = {r["run_id"]: r for r in self.store.runs(run_ids=list(self._watched))}
+        for run_id in list(self._watched):
+            job, row = self.jobs.get(run_id), rows.get(run_id)
+            if job is None or row is None:
+                self._watched.discard(run_id)
+                continue
+            if row != job._row:
+                job._row = row
+                self._notify(job)
+            if job.done:
+                self._watched.discard(run_id)
+                job._event().set()
+            elif self._claim(row):
+                self._watched.discard(run_id)
+                self.stats["taken_over"] += 1
+                log.info("took over %s from %s", run_id, row.get("owner"))
+                self._reload(job)
+                self._adopt(job)
+
+    # -- downloading again ---------------------------------------------------------------------
+    async def download_again(self, job: Job) -> bool:
+        """Fetch a SUCCEEDED job's video again (after a failed download, or a file deleted or
+        damaged since) while its URL is valid. Returns False when there is nothing to do."""
+        self._check_open()
+        self._reload(job)
+        if job.status != "SUCCEEDED":
+            raise WanError(f"job {job.run_id} is {job.status}: only a SUCCEEDED run has a "
+                           "video to download")
+        if not job._row.get("video_url"):
+            raise WanError(f"job {job.run_id}: the service reported no video URL")
+        if job._row.get("video_path") and not job._row.get("download_error") and \
+                self._video_intact(job):
+            return False
+        expires = job._row.get("video_url_expires_at")
+        if expires is not None and expires <= _utcnow():
+            raise TaskExpired(f"job {job.run_id}: its video URL expired at "
+                              f"{expires.isoformat()} (the service keeps results for 24 hours); "
+                              "the video cannot be fetched again")
+        if job.run_id in self._inflight_downloads:
+            return True
+        if not self._claim(job._row):
+            raise WanError(f"job {job.run_id} is looked after by another live kernel "
+                           f"({job._row.get('owner')}); download it there")
+        self._watched.discard(job.run_id)
+        self.jobs[job.run_id] = job
+        self._update(job, download_error=None, video_path=None, video_sha256=None,
+                     video_bytes=None)
+        job._done = None  # not done any more: waiters wait for this download
+        job._download_tries = 0
+        self._ensure_running()
+        self._spawn(self._refresh_then_download(job), job)
+        return True
+
+    def _video_intact(self, job: Job) -> bool:
+        check = getattr(self.store, "check_video", None)
+        if check is not None:
+            return bool(check(job._row).ok)
+        path = self.store.video_file(job._row)
+        return path is not None and path.exists() and \
+            path.stat().st_size == (job._row.get("video_bytes") or path.stat().st_size)
 
     # -- state changes (runtime thread) ------------------------------------------------------
     def _reload(self, job: Job) -> None:
@@ -675,6 +969,12 @@ class JobManager:
                 cb(job)
             except Exception:
                 log.exception("job callback failed")
+
+
+def _create_key(job: Job) -> tuple[str, str]:
+    """What the service tells of a task: its model and (once ended) its prompt. Two runs
+    with the same key cannot be told apart in the task list, so their creates never overlap."""
+    return job.request.model, job.request.prompt
 
 
 def _owner_dead(owner: str | None) -> bool:

@@ -15,6 +15,14 @@ port with :mod:`wan_nb.emulator.server`. Routes (``{base}`` is this server):
 - ``GET /_files/<task_id>.mp4?Expires=…&Signature=…``: results, with HTTP range requests
 - ``GET /_emulator/stats``, ``POST /_emulator/clock`` ``{"advance": s}`` (FakeClock only),
   ``GET|POST /_emulator/faults``: admin, with the same API key
+- ``GET /``: what this server is, including its ``instance_id``
+
+Every answer (any route, any status) carries ``X-Wan-Emulator-Id: <instance id>``: the
+emulator says who it is, so that a client names it by identity (``emulator:<id>``) rather than
+by the host and port that happen to reach it. The DashScope routes are otherwise untouched.
+
+Keys are checked and then replaced by their account id (:func:`~.persist.account_id`): the
+engine, the task database and the stats only ever see the account id.
 """
 
 from __future__ import annotations
@@ -38,16 +46,20 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from .. import catalog
-from .engine import ApiFailure, Engine, FakeClock, Speed, fmt_time, mask_key
+from .engine import ApiFailure, Engine, FakeClock, Speed, fmt_time
 from .faults import ConnectionDropped, Fault, FaultConfig, FaultInjector
 from .objects import ObjectError, ObjectStore, oss_error_xml
-from .persist import TaskStore, read_or_create_secret
+from .persist import (TaskStore, account_id, private_dir, read_or_create_instance_id,
+                      read_or_create_secret)
 from .rewrite import ContentPolicy
 from .worker import RenderWorker
 
 log = logging.getLogger("wan_nb.emulator")
 
 MAX_BODY_BYTES = 1 << 20
+#: deepest JSON nesting accepted in a body (a DashScope body is 3 levels deep)
+MAX_JSON_DEPTH = 32
+IDENTITY_HEADER = "X-Wan-Emulator-Id"
 _DROP = "wan_nb.drop"
 Handler = Callable[[Request, str, str], Awaitable[Any]]
 
@@ -65,9 +77,9 @@ class Emulator:
             self._cleanup = weakref.finalize(self, shutil.rmtree, self._tmp, True)
             root = Path(self._tmp)
         else:
-            root = Path(data_dir).expanduser().resolve()
-            root.mkdir(parents=True, exist_ok=True)
+            root = private_dir(Path(data_dir).expanduser().resolve())
         self.data_dir = root
+        self.instance_id = read_or_create_instance_id(None if self._tmp else root)
         self.api_keys = None if api_keys is None else frozenset(api_keys)
         self.objects = ObjectStore(root, read_or_create_secret(None if self._tmp else root))
         self.store = TaskStore(root / "tasks.sqlite3") if self._tmp is None else None
@@ -83,6 +95,7 @@ class Emulator:
         return str(request.base_url).rstrip("/")
 
     def check_key(self, request: Request) -> str:
+        """The caller's account id (a hash of the key), or :class:`ApiFailure`."""
         header = request.headers.get("authorization", "").strip()
         scheme, _, token = header.partition(" ")
         token = token.strip() if scheme.lower() == "bearer" else header
@@ -92,19 +105,20 @@ class Emulator:
             else token in self.api_keys
         if not ok:
             raise ApiFailure("InvalidApiKey", "Invalid API-key provided.")
-        return token
+        return account_id(token)
 
     def stats(self) -> dict[str, Any]:
         s = self.engine.stats
+        # keyed by account id (a hash of the key): no caller's key is shown to another
         by_key: dict[str, dict[str, Any]] = {}
         by_model: dict[str, Counter[str]] = {}
         for (key, model), n in s.creates_accepted.items():
-            k = by_key.setdefault(mask_key(key), {"accepted": Counter(), "refused": Counter()})
+            k = by_key.setdefault(key, {"accepted": Counter(), "refused": Counter()})
             k["accepted"][model] += n
             by_model.setdefault(model, Counter())["accepted"] += n
         refused_codes: Counter[str] = Counter()
         for (key, model, code), n in s.creates_refused.items():
-            k = by_key.setdefault(mask_key(key), {"accepted": Counter(), "refused": Counter()})
+            k = by_key.setdefault(key, {"accepted": Counter(), "refused": Counter()})
             k["refused"][model] += n
             by_model.setdefault(model, Counter())["refused"] += n
             refused_codes[code] += n
@@ -123,6 +137,7 @@ class Emulator:
             "renders": {"started": s.renders["started"], "done": s.renders["done"],
                         "failed": s.renders["failed"], "in_progress": self.worker.busy},
             "tasks": dict(states), "now": self.engine.clock.now(),
+            "instance_id": self.instance_id,
         }
 
     async def aclose(self) -> None:
@@ -212,12 +227,7 @@ async def _inject(request: Request, emu: Emulator, endpoint: str, fault: Fault,
 @api("create")
 async def create_task(request: Request, key: str, rid: str) -> dict[str, Any]:
     emu = _emu(request)
-    raw = await _read_body(request, MAX_BODY_BYTES)
-    try:
-        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ApiFailure("InvalidParameter", f"The request body is not valid JSON: "
-                                             f"{str(e)[:120]}") from None
+    body = _parse_json(await _read_body(request, MAX_BODY_BYTES))
     resolve = request.headers.get("x-dashscope-ossresourceresolve", "").lower() == "enable"
     t = emu.engine.create(key, body, request_id=rid, oss_resolve=resolve,
                           fail=emu.faults.task_failure())
@@ -227,6 +237,39 @@ async def create_task(request: Request, key: str, rid: str) -> dict[str, Any]:
 
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in JSON")
+
+
+def _parse_json(raw: bytes) -> Any:
+    """A request body as JSON, or 400 InvalidParameter: malformed, NaN/Infinity, or nested
+    deeper than :data:`MAX_JSON_DEPTH` (the parser's own recursion limit is a 500 otherwise)."""
+    try:
+        _check_depth(raw)
+        return json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise ApiFailure("InvalidParameter", f"The request body is not valid JSON: "
+                                             f"{str(e)[:120]}") from None
+
+
+def _check_depth(raw: bytes) -> None:
+    """Refuse nesting deeper than :data:`MAX_JSON_DEPTH` before parsing (brackets inside
+    strings are skipped; a malformed text is left for the parser to refuse)."""
+    depth, in_string, escaped = 0, False, False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -246,7 +289,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 async def get_task(request: Request, key: str, rid: str) -> dict[str, Any]:
     emu = _emu(request)
     task_id = request.path_params["task_id"]
-    emu.engine.stats.queries[mask_key(key)] += 1
+    emu.engine.stats.queries[key] += 1
     t = emu.engine.lookup(key, task_id)
     emu.worker.kick()
     base = emu.base_url(request)
@@ -259,7 +302,7 @@ async def get_task(request: Request, key: str, rid: str) -> dict[str, Any]:
 @api("list", poll=True)
 async def list_tasks(request: Request, key: str, rid: str) -> dict[str, Any]:
     emu = _emu(request)
-    emu.engine.stats.lists[mask_key(key)] += 1
+    emu.engine.stats.lists[key] += 1
     result = emu.engine.list(key, dict(request.query_params))
     emu.worker.kick()
     return result
@@ -268,7 +311,7 @@ async def list_tasks(request: Request, key: str, rid: str) -> dict[str, Any]:
 @api("cancel", poll=True)
 async def cancel_task(request: Request, key: str, rid: str) -> dict[str, Any]:
     emu = _emu(request)
-    emu.engine.stats.cancels[mask_key(key)] += 1
+    emu.engine.stats.cancels[key] += 1
     emu.engine.cancel(key, request.path_params["task_id"])  # the body is ignored, whatever it is
     emu.worker.kick()
     return {}
@@ -332,14 +375,11 @@ async def admin_stats(request: Request, key: str, rid: str) -> dict[str, Any]:
     emu = _emu(request)
     emu.engine.settle()
     emu.worker.kick()
-    return emu.stats()
+    return {**emu.stats(), "you": key}
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
-    try:
-        data = json.loads((await _read_body(request, MAX_BODY_BYTES)) or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise ApiFailure("InvalidParameter", "The request body is not valid JSON") from None
+    data = _parse_json((await _read_body(request, MAX_BODY_BYTES)) or b"{}")
     if not isinstance(data, dict):
         raise ApiFailure("InvalidParameter", "The request body must be a JSON object.")
     return data
@@ -381,28 +421,34 @@ async def index(request: Request) -> Response:
     base = emu.base_url(request)
     return JSONResponse({"service": "wan_nb DashScope text-to-video emulator",
                          "api_base": base + "/api/v1", "models": list(catalog.MODELS),
-                         "speed": emu.engine.speed})
+                         "speed": emu.engine.speed, "instance_id": emu.instance_id})
 
 
 # -- the app -------------------------------------------------------------------------------------
 class EmulatorApp(Starlette):
     """Starlette plus real dropped connections: a handler that sets ``scope["wan_nb.drop"]``
     gets its answer swallowed and the connection closed (under uvicorn) or
-    :class:`ConnectionDropped` raised (elsewhere, e.g. ``httpx.ASGITransport``)."""
+    :class:`ConnectionDropped` raised (elsewhere, e.g. ``httpx.ASGITransport``). Every answer
+    carries the identity header."""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await super().__call__(scope, receive, send)
+        identity = (IDENTITY_HEADER.lower().encode(),
+                    self.state.emulator.instance_id.encode())
 
         async def guarded(message: Any) -> None:
-            if not scope.get(_DROP):
-                await send(message)
+            if scope.get(_DROP):
+                return
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), identity]}
+            await send(message)
 
         await super().__call__(scope, receive, guarded)
         if scope.get(_DROP):
             cycle = getattr(send, "__self__", None)
             transport = getattr(cycle, "transport", None)
-            if transport is None or not hasattr(transport, "abort"):
+            if cycle is None or transport is None or not hasattr(transport, "abort"):
                 raise ConnectionDropped()
             # uvicorn: mark the cycle gone first, so that it writes nothing more
             cycle.disconnected = True

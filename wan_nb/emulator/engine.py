@@ -170,12 +170,11 @@ class Stats:
     faults: Counter[str] = field(default_factory=Counter)
 
 
-def mask_key(key: str) -> str:
-    return key if len(key) <= 10 else f"{key[:6]}…{key[-4:]}"
-
-
 class Engine:
     """Tasks, queues and limits of one emulated service (every API key is its own account).
+
+    ``key`` arguments name the account: the app passes :func:`~.persist.account_id` of the
+    caller's key, never the key itself, so neither tasks nor stats hold a key.
 
     ``speed``: see :func:`timing`. ``render``: when False tasks succeed without a file (the
     pure state machine, for tests and benchmarks). ``query_rate``: query+list+cancel requests
@@ -395,7 +394,7 @@ class Engine:
         if not isinstance(body, Mapping):
             raise ApiFailure("InvalidParameter", "The request body must be a JSON object.")
         try:
-            spec = catalog.get_model(body.get("model"))
+            spec = catalog.get_model(str(body.get("model")))
         except ValidationError:
             raise ApiFailure("InvalidParameter", "Model not exist.") from None
         inp, params = body.get("input"), body.get("parameters")
@@ -443,7 +442,7 @@ class Engine:
     # -- query, list, cancel -------------------------------------------------------------------
     def check_poll_rate(self, key: str) -> None:
         if not self._polls.allow(key, self.clock.now(), self.query_rate):
-            self.stats.throttled[mask_key(key)] += 1
+            self.stats.throttled[key] += 1
             raise ApiFailure("Throttling")
 
     def lookup(self, key: str, task_id: str) -> Task | None:

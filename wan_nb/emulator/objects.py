@@ -177,6 +177,8 @@ def parse_form(content_type: str, body: bytes) -> tuple[dict[str, str], bytes | 
         if not isinstance(name, str):
             continue
         payload = part.get_payload(decode=True) or b""
+        if not isinstance(payload, bytes):  # decode=True gives bytes for a leaf part
+            continue
         if name == "file":
             file_bytes = payload
         else:

@@ -27,7 +27,7 @@ import uvicorn
 
 from .app import create_app
 from .engine import Engine, Speed
-from .persist import read_or_create_key
+from .persist import private_dir, read_or_create_key
 
 ENV_DIR = "WAN_NB_EMULATOR_DIR"
 DEFAULT_DIR = Path("wan_runs") / ".emulator"
@@ -79,8 +79,7 @@ class EmbeddedEmulator:
         if not allow_remote and not is_loopback(host):
             raise ValueError(f"refusing to serve on {host!r}: the emulator binds loopback "
                              "addresses only unless allow_remote=True")
-        self.data_dir = Path(data_dir).expanduser().resolve()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = private_dir(Path(data_dir).expanduser().resolve())
         self.api_key = read_or_create_key(self.data_dir, api_key)
         app_kw.setdefault("api_keys", (self.api_key,))
         self.app = create_app(data_dir=self.data_dir, speed=speed, **app_kw)
@@ -101,6 +100,11 @@ class EmbeddedEmulator:
     def api_base(self) -> str:
         """What ``DASHSCOPE_HTTP_BASE_URL`` / ``dashscope.base_http_api_url`` should be."""
         return self.base_url + "/api/v1"
+
+    @property
+    def instance_id(self) -> str:
+        """Who this emulator is (stable for its data directory; see ``X-Wan-Emulator-Id``)."""
+        return self.app.state.emulator.instance_id
 
     @property
     def engine(self) -> Engine:

@@ -1,0 +1,360 @@
+"""Never hang, never pay twice, never mix up videos (issue 8 items 1, 3, 5, 7, 8, 9): against
+the real emulator (in-process on a loopback port, or its CLI), real processes and real files."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import httpx
+import pytest
+
+import wan_nb
+from tests.conftest import CLI_KEY
+from wan_nb.errors import TaskExpired, UnsupportedOperationError, WanError
+from wan_nb.jobs import JobList, PollPolicy
+from wan_nb.request import GenerationRequest
+
+SMALL = {"model": "wan2.5-t2v-preview", "size": "832*480", "duration": 5}
+
+
+def _returns_within(fn, seconds: float) -> bool:
+    """Run ``fn`` in a thread; whether it returned within ``seconds`` (a hang detector with a
+    generous bound, not a speed assertion)."""
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            fn()
+        finally:
+            done.set()
+
+    threading.Thread(target=target, daemon=True).start()
+    return done.wait(seconds)
+
+
+# -- 1. close() never hangs -------------------------------------------------------------------
+
+def test_close_after_awaiting_a_job_from_a_foreign_loop_returns(tmp_path, make_emulator,
+                                                               make_client):
+    """The scenario that hung 2 of 20 fresh processes: two jobs, one awaited from a foreign
+    event loop, then close(). Repeated, each time with a fresh client."""
+    emu = make_emulator()
+    for i in range(5):
+        client = make_client(emu, store=tmp_path / f"store{i}")
+        j1 = client.submit("a red kite", seed=i, **SMALL)
+        client.submit("a blue kite", seed=100 + i, **SMALL)
+
+        async def cell(job=j1):
+            return await job
+
+        asyncio.run(cell())
+        assert _returns_within(client.close, 60), f"close() hung in round {i}"
+
+
+class _StuckTransport(httpx.AsyncBaseTransport):
+    """A transport whose requests never answer and that ignores cancellation: the worst a
+    background step can do."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.entered.set()
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue  # swallowed on purpose
+
+
+def test_close_returns_even_when_a_background_step_ignores_cancellation(tmp_path):
+    stuck = _StuckTransport()
+    aio = wan_nb.AsyncClient("sk-test-stuck", base_url="http://127.0.0.1:9", transport=stuck,
+                             backend="stuck")
+    client = wan_nb.Client(async_client=aio, store=tmp_path / "store")
+    job = client.submit("a kite that never lands", seed=1, **SMALL)
+    assert stuck.entered.wait(30), "the create never left"
+    started = time.monotonic()
+    assert _returns_within(lambda: client.close(timeout=2), 60)
+    assert time.monotonic() - started < 30
+    # closed: the job is not looked after any more, and it says so
+    with pytest.raises(WanError, match="nothing looks after it"):
+        job.result(timeout=5)
+    assert client.store.get_run(job.run_id)["status"] == "SUBMITTING"  # recorded, resumable
+
+
+# -- 8. a closed client takes no more work ------------------------------------------------------
+
+def test_a_closed_client_refuses_work_and_says_the_truth(make_client):
+    client = make_client(speed=40.0)  # slow tasks: still running when the client closes
+    job = client.submit("a slow boat", seed=1, **SMALL)
+    client.close()
+    with pytest.raises(WanError, match="closed"):
+        client.submit("another boat", seed=2, **SMALL)
+    with pytest.raises(WanError, match="closed"):
+        client.resume()
+    with pytest.raises(WanError, match="nothing looks after it"):
+        job.result(timeout=1)
+
+    async def cell():
+        return await job
+
+    with pytest.raises(WanError, match="nothing looks after it"):
+        asyncio.run(cell())
+    assert len(client.store.runs()) == 1  # the refused submit wrote nothing
+    # a waiter already blocked when the client closes is woken and told
+    other = make_client(client.emulator)
+    job2 = other.submit("a third boat", seed=3, **SMALL)
+    errors: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            job2.result()
+        except BaseException as e:  # noqa: BLE001 - recorded for the assertion
+            errors.append(e)
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    time.sleep(0.5)
+    other.close()
+    waiter.join(30)
+    assert not waiter.is_alive()
+    assert errors and isinstance(errors[0], WanError) and "nothing looks after" in str(errors[0])
+
+
+# -- 3. an ambiguous create never adopts a sibling's task ---------------------------------------
+
+def _forced_submitting(store, request: GenerationRequest, sent_at: dt.datetime) -> str:
+    """A run left SUBMITTING by a killed kernel of an older version (no owner)."""
+    run_id = store.insert_run(
+        model=request.model, prompt=request.prompt, negative_prompt=request.negative_prompt,
+        size=request.size, width=request.width, height=request.height, tier=request.tier,
+        duration=request.duration, seed=request.seed, prompt_extend=request.prompt_extend,
+        watermark=request.watermark, audio_mode=request.audio, audio_url=request.audio_url,
+        shot_type=request.shot_type, fingerprint=request.fingerprint,
+        request_json=json.dumps(request.params(), ensure_ascii=False, sort_keys=True),
+        status="QUEUED", backend="emulator")
+    store.update_run(run_id, status="SUBMITTING", sent_at=sent_at)
+    return run_id
+
+
+def test_one_unresolved_create_per_prompt_is_enforced_by_the_store(tmp_path):
+    store = wan_nb.Store(tmp_path / "store")
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = []
+    for seed, prompt in ((1, "same prompt"), (2, "same prompt"), (3, "other prompt")):
+        r = GenerationRequest(prompt, seed=seed, **SMALL)
+        rows.append(store.insert_run(
+            model=r.model, prompt=r.prompt, size=r.size, width=r.width, height=r.height,
+            duration=r.duration, seed=r.seed, fingerprint=r.fingerprint,
+            request_json=json.dumps(r.params()), status="QUEUED", backend="emulator"))
+    assert store.begin_create(rows[0], sent_at=now) == ("started", None)
+    # the sibling with the same model and prompt waits; another prompt does not
+    assert store.begin_create(rows[1], sent_at=now) == ("busy", rows[0])
+    assert store.begin_create(rows[2], sent_at=now) == ("started", None)
+    assert store.get_run(rows[1])["status"] == "QUEUED"
+    store.update_run(rows[0], status="PENDING", task_id="t-1")  # its create resolved
+    assert store.begin_create(rows[1], sent_at=now) == ("started", None)
+    assert store.begin_create(rows[1], sent_at=now) == ("gone", None)
+
+
+def test_two_same_prompt_runs_submitting_one_create_arrived_adopts_nothing(tmp_path,
+                                                                          make_emulator):
+    """The exact state of the bug: seeds 1 and 2 of one prompt both SUBMITTING, only seed 1's
+    create reached the service. The service reports no seed, so neither run may take the
+    task; neither is sent again (nothing paid twice); both say why."""
+    emu = make_emulator()
+    store = wan_nb.Store(tmp_path / "store")
+    seed1 = GenerationRequest("a seed sweep prompt", seed=1, **SMALL)
+    seed2 = seed1.replace(seed=2)
+    sent = dt.datetime.now(dt.timezone.utc)
+    a = _forced_submitting(store, seed1, sent)
+    b = _forced_submitting(store, seed2, sent)
+    # only seed 1's create arrived
+    sender = wan_nb.Client(emu.api_key, base_url=emu.base_url, backend="emulator",
+                           store=tmp_path / "other")
+    arrived = sender.create_task(seed1)
+    sender.close()
+    policy = PollPolicy(reconcile_after=0.3, reconcile_give_up=4.0)
+    client = wan_nb.Client(emu.api_key, base_url=emu.base_url, backend="emulator",
+                           store=store, policy=policy)
+    try:
+        jobs = client.resume()
+        assert {j.run_id for j in jobs} == {a, b}
+        jobs.wait(timeout=120, progress=False)
+        for job in jobs:
+            assert job.status == "FAILED" and job.task_id is None, job.error
+            assert "AmbiguousCreate" in job.error and "nothing was sent again" in job.error
+        stats = emu.app.state.emulator.stats()
+        assert stats["creates"]["accepted"] == 1  # only the one that arrived
+        assert arrived.task_id not in {j.task_id for j in jobs}
+    finally:
+        client.close()
+
+
+def test_seed_sweep_under_create_faults_attributes_every_task_rightly(make_client):
+    """A seed sweep (one prompt x many seeds) while creates fail before or after making a
+    task and connections drop: every run ends with its own task (the emulator knows each
+    task's seed), every variant is made once, none twice."""
+    from wan_nb.emulator.faults import FaultConfig
+
+    faults = FaultConfig(seed=1, create_fault_phase="random",
+                         error_rates={"create": {500: 0.1}},
+                         drop_rate={"create": 0.3, "query": 0.05})
+    client = make_client(faults=faults)
+    jobs = JobList(client.submit("one prompt, many seeds", seed=s, **SMALL) for s in range(12))
+    jobs.wait(timeout=300, progress=False)
+    emulator = client.emulator.app.state.emulator
+    assert [j.status for j in jobs] == ["SUCCEEDED"] * 12, [j.error for j in jobs]
+    for job in jobs:
+        assert emulator.engine.tasks[job.task_id].params["seed"] == job.request.seed
+    assert emulator.stats()["creates"]["accepted"] == 12
+    assert client.manager.stats["ambiguous_creates"] > 0  # the faults did bite
+
+
+# -- 5. a job owned by another live kernel follows the ledger ----------------------------------
+
+def _script(url: str, store: str, body: str) -> list[str]:
+    code = textwrap.dedent(f"""
+        import json, sys, time, wan_nb
+        client = wan_nb.connect(api_key={CLI_KEY!r}, base_url={url!r}, store={store!r},
+                                quiet=True)
+    """) + textwrap.dedent(body)
+    return [sys.executable, "-c", code]
+
+
+def test_a_job_owned_by_another_live_kernel_follows_the_ledger_then_is_taken_over(
+        tmp_path, cli_emulator):
+    store = str(tmp_path / "store")
+    owner = subprocess.Popen(_script(cli_emulator, store, """
+        exp = wan_nb.Experiment("shared", base={"model": "wan2.5-t2v-preview",
+                                                "size": "624*624", "duration": 5},
+                                client=client)
+        exp.grid(seed=[1, 2, 3, 4], prompt=["a shared cell"])
+        jobs = exp.run()
+        print("submitted", flush=True)
+        jobs[0].result(timeout=120)
+        print("first done", flush=True)
+        time.sleep(600)
+    """), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout.readline().strip() == "submitted", owner.stderr.read()
+        policy = PollPolicy(heartbeat=1.0)
+        client = wan_nb.Client(CLI_KEY, base_url=cli_emulator, store=store, policy=policy)
+        try:
+            exp = wan_nb.Experiment("shared", base={"model": "wan2.5-t2v-preview",
+                                                    "size": "624*624", "duration": 5},
+                                    client=client)
+            exp.grid(seed=[1, 2, 3, 4], prompt=["a shared cell"])
+            jobs = exp.run()  # re-attaches, pays nothing
+            assert owner.stdout.readline().strip() == "first done"
+            jobs[0].result(timeout=60)  # followed through the ledger, not polled here
+            assert jobs[0].ok and os.path.exists(jobs[0].video)
+            owner.send_signal(signal.SIGKILL)
+            owner.wait(30)
+            jobs.wait(timeout=180, progress=False)
+            assert [j.status for j in jobs] == ["SUCCEEDED"] * 4, [j.error for j in jobs]
+            assert all(j.ok for j in jobs)
+        finally:
+            client.close()
+        stats = httpx.get(f"{cli_emulator}/_emulator/stats",
+                          headers={"Authorization": f"Bearer {CLI_KEY}"}).json()
+        assert stats["creates"]["accepted"] == 4
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+        owner.stdout.close()
+        owner.stderr.close()
+
+
+# -- 7. a failed download can be fetched again --------------------------------------------------
+
+def test_retry_download_fetches_the_paid_video_again(make_client):
+    client = make_client()
+    job = client.generate("a kite on a wire", seed=5, timeout=120, **SMALL)
+    first = client.store.get_run(job.run_id)
+    os.remove(job.video)  # as if the disk lost it, or a full disk failed the download
+    client.store.update_run(job.run_id, download_error="OSError: [Errno 28] No space left")
+    assert client.store.get_run(job.run_id)["download_error"]
+    job.retry_download().result(timeout=120)
+    again = client.store.get_run(job.run_id)
+    assert job.ok and again["download_error"] is None
+    assert again["video_sha256"] == first["video_sha256"]  # the same paid video
+    assert client.emulator.app.state.emulator.stats()["creates"]["accepted"] == 1
+    # nothing to do for an intact video; an expired URL says so
+    assert JobList([job]).retry_download() == []
+    client.store.update_run(job.run_id, download_error="lost",
+                            video_url_expires_at=dt.datetime(2020, 1, 1,
+                                                             tzinfo=dt.timezone.utc))
+    with pytest.raises(TaskExpired, match="expired"):
+        job.retry_download()
+
+
+def test_resume_fetches_videos_whose_download_failed(tmp_path, make_emulator):
+    emu = make_emulator()
+    store = tmp_path / "store"
+    first = wan_nb.Client(emu.api_key, base_url=emu.base_url, backend="emulator", store=store)
+    job = first.generate("a lantern at dusk", seed=9, timeout=120, **SMALL)
+    first.close()
+    os.remove(job.video)
+    first.store.update_run(job.run_id, download_error="OSError: [Errno 28] No space left",
+                           video_path=None)
+    second = wan_nb.Client(emu.api_key, base_url=emu.base_url, backend="emulator", store=store)
+    try:
+        resumed = second.resume()
+        assert [j.run_id for j in resumed] == [job.run_id]
+        resumed.wait(timeout=120, progress=False)
+        assert resumed[0].ok and os.path.exists(resumed[0].video)
+    finally:
+        second.close()
+
+
+# -- 9. cancelling many jobs -------------------------------------------------------------------
+
+def test_cancelling_many_jobs_creates_nothing_more_and_stays_within_the_rate(make_client):
+    client = make_client(speed=40.0)  # slow tasks: created ones stay PENDING behind 5 running
+    jobs = JobList(client.submit(f"crowd {i}", seed=i, **SMALL) for i in range(60))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and sum(1 for j in jobs if j.task_id) < 12:
+        time.sleep(0.05)
+    cancelled = jobs.cancel()
+    emulator = client.emulator.app.state.emulator
+    created = sum(1 for j in jobs if j.task_id)
+    time.sleep(1.0)  # nothing more may be created after cancel() returned
+    assert emulator.stats()["creates"]["accepted"] == created
+    statuses = {j.status for j in jobs}
+    assert statuses <= {"CANCELED", "RUNNING", "PENDING", "SUCCEEDED"}, statuses
+    assert not any(j.status in ("QUEUED", "SUBMITTING") for j in jobs)
+    # every created task still PENDING on the service was cancelled
+    for job in jobs:
+        if job.task_id and job.status != "CANCELED":
+            assert emulator.engine.tasks[job.task_id].status != "PENDING"
+    assert len(cancelled) == sum(1 for j in jobs if j.status == "CANCELED") >= 48
+    assert emulator.stats()["throttled"] == 0  # no query, list or cancel refused
+
+
+def test_cancel_of_a_job_being_created_cancels_its_task(make_client):
+    client = make_client(speed=40.0)
+    jobs = JobList(client.submit(f"busy {i}", seed=i, **SMALL) for i in range(8))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(j.status == "SUBMITTING" for j in jobs):
+        time.sleep(0.005)
+    submitting = next((j for j in jobs if j.status == "SUBMITTING"), None)
+    if submitting is None:
+        pytest.skip("no create was caught in flight")
+    try:
+        submitting.cancel()
+    except UnsupportedOperationError as e:
+        assert "RUNNING" in str(e)  # it started before the cancel reached it
+    else:
+        assert submitting.status == "CANCELED" and submitting.task_id
