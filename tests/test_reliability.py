@@ -358,3 +358,31 @@ def test_cancel_of_a_job_being_created_cancels_its_task(make_client):
         assert "RUNNING" in str(e)  # it started before the cancel reached it
     else:
         assert submitting.status == "CANCELED" and submitting.task_id
+
+
+def test_a_steady_stream_of_creates_never_starves_a_reconciliation():
+    """Creates overlapping back to back (a live service answers in ~1 s at ~5 creates/s)
+    must let a waiting reconciliation through, or an ambiguous run would wait forever."""
+    from wan_nb.poller import _CreateGate
+
+    async def scenario() -> bool:
+        gate = _CreateGate()
+        stop = asyncio.Event()
+
+        async def creator() -> None:
+            while not stop.is_set():
+                await gate.create()
+                await asyncio.sleep(0.02)
+                await gate.created()
+
+        creators = [asyncio.ensure_future(creator()) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        reconciled = asyncio.ensure_future(gate.reconcile())
+        finished, _ = await asyncio.wait({reconciled}, timeout=5)
+        if finished:
+            await gate.reconciled()
+        stop.set()
+        await asyncio.gather(*creators)
+        return bool(finished)
+
+    assert asyncio.run(scenario())

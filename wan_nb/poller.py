@@ -54,10 +54,11 @@ class _CreateGate:
         self._cond = asyncio.Condition()
         self._creating = 0
         self._reconciling = False
+        self._waiting = 0  # reconciliations waiting: new creates hold back (no starvation)
 
     async def create(self) -> None:
         async with self._cond:
-            await self._cond.wait_for(lambda: not self._reconciling)
+            await self._cond.wait_for(lambda: not self._reconciling and not self._waiting)
             self._creating += 1
 
     async def created(self) -> None:
@@ -67,7 +68,13 @@ class _CreateGate:
 
     async def reconcile(self) -> None:
         async with self._cond:
-            await self._cond.wait_for(lambda: not self._reconciling and self._creating == 0)
+            self._waiting += 1
+            try:
+                await self._cond.wait_for(lambda: not self._reconciling
+                                          and self._creating == 0)
+            finally:
+                self._waiting -= 1
+                self._cond.notify_all()
             self._reconciling = True
 
     async def reconciled(self) -> None:
