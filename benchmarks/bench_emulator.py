@@ -1,10 +1,15 @@
-"""How many task queries (GET /api/v1/tasks/{id}) the emulator answers per second.
+"""How many task queries (GET /api/v1/tasks/{id}) the emulator answers per second, and how
+fast its command line stops.
 
-    python benchmarks/bench_emulator.py [--requests 2000]
+    python benchmarks/bench_emulator.py [--requests 2000] [--stops 5]
 
 Over a loopback uvicorn server (the embedded emulator) with httpx, and in-process through
 httpx.ASGITransport, at concurrency 1 and 8. The 20 requests/s per key limit is lifted
 (``query_rate=None``) and rendering is off, so this measures the HTTP path and the engine.
+
+Then ``python -m wan_nb.emulator`` is started ``--stops`` times per signal, answers one request,
+and gets SIGINT or SIGTERM: the time from the signal to the process's exit (status 0) is
+reported against the 5 s that tests/emulator/test_cli.py used to assert.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -21,7 +29,8 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from wan_nb import catalog  # noqa: E402
 from wan_nb.emulator import EmbeddedEmulator, create_app  # noqa: E402
@@ -83,9 +92,54 @@ async def run_asgi(n: int, concurrency: int) -> str:
     return row("in-process ASGITransport", concurrency, elapsed, lat)
 
 
+STOP_TARGET_S = 5.0
+
+
+def time_cli_stop(sig: int, data_dir: str) -> float:
+    """Start the CLI, make one request, send ``sig``: seconds from the signal to exit 0."""
+    env = {k: v for k, v in os.environ.items() if k != "DASHSCOPE_API_KEY"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen([sys.executable, "-m", "wan_nb.emulator", "--port", "0", "--data-dir",
+                             data_dir, "--speed", "0", "--key", KEY], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        m = re.search(r"listening on (http://\S+) ", proc.stdout.readline())
+        if not m:
+            raise RuntimeError("the emulator CLI did not start")
+        httpx.get(f"{m[1]}/api/v1/tasks", headers=HEADERS, timeout=30,
+                  trust_env=False).raise_for_status()
+        t = time.perf_counter()
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=120)
+        elapsed = time.perf_counter() - t
+        if rc != 0:
+            raise RuntimeError(f"the emulator CLI exited {rc} after {signal.Signals(sig).name}")
+        return elapsed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def report_cli_stops(runs: int) -> None:
+    print(f"\n`python -m wan_nb.emulator`: signal -> exit 0, {runs} runs per signal\n")
+    print("| signal  | median s | max s | within 5 s |")
+    print("|---------|----------|-------|------------|")
+    with tempfile.TemporaryDirectory() as d:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            times = [time_cli_stop(sig, d) for _ in range(runs)]
+            within = sum(t <= STOP_TARGET_S for t in times)
+            print(f"| {signal.Signals(sig).name:<7} | {statistics.median(times):8.2f} | "
+                  f"{max(times):5.2f} | {f'{within} of {runs}':>10} |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--stops", type=int, default=5, help="CLI starts and stops per signal")
     args = ap.parse_args(argv)
     n = args.requests
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {n} queries per row\n")
@@ -101,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(lambda conc=conc: run_asgi(n, conc))
         for run in runs:
             print(asyncio.run(run()), flush=True)
+    report_cli_stops(args.stops)
     return 0
 
 

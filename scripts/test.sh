@@ -17,9 +17,18 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/de
 fi
 # the tests must not reach the real service, whatever the caller's shell has
 unset DASHSCOPE_API_KEY DASHSCOPE_HTTP_BASE_URL WAN_NB_STORE
-.venv/bin/python -m pytest tests notebooks --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
+# Each test has its own timeout (pyproject.toml: pytest-timeout, faulthandler); this bounds what
+# those cannot, such as the interpreter waiting at exit for a thread that never ends. SIGINT
+# first, so pytest still prints its summary (--foreground: Ctrl-C still reaches pytest).
+limit="${WAN_NB_TEST_TIMEOUT:-3600}"
+timeout --foreground --signal=INT --kill-after=60 "$limit" \
+  .venv/bin/python -m pytest tests notebooks --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
   -p no:cacheprovider "$@"
 rc=$?
+if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+  echo "the test run did not end within ${limit} s (WAN_NB_TEST_TIMEOUT): stopped" >&2
+  exit 1
+fi
 if [ "$rc" -eq 5 ]; then
   echo "pytest collected no tests: that is a failure for this suite" >&2
   exit 1

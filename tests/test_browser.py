@@ -41,7 +41,8 @@ try:
 except ImportError:  # reported by _require_tools: skip outside CI, fail in CI
     PlaywrightTimeout = TimeoutError  # type: ignore[assignment,misc]
 
-pytestmark = pytest.mark.browser
+# a JupyterLab server, a kernel and Chromium: up to ~450 s of bounded waits on a loaded machine
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = "01-quickstart.ipynb"

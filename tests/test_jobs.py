@@ -63,31 +63,48 @@ def test_callbacks_progress_and_states(make_client):
     assert job.progress()["fraction"] == 1.0 and job.eta() is None
 
 
-def test_cancel_rules(make_client):
-    # slow tasks, so that some wait PENDING behind the concurrency limit of 5
-    client = make_client(speed=20.0)
-    jobs = JobList(client.submit(f"boat {i}", seed=i, **SMALL) for i in range(12))
-    # 12 submissions at 5/s: the last ones are still queued locally
-    assert jobs[-1].status == "QUEUED"
-    jobs[-1].cancel()
-    assert jobs[-1].status == "CANCELED" and jobs[-1].task_id is None
-    # the 11 created tasks: 5 run at once, the last ones wait behind them in PENDING (each
-    # task also waits 6 s before it starts, so wait for RUNNING before picking)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not any(j.status == "RUNNING" for j in jobs):
-        time.sleep(0.1)
+def wait_until(condition, what: str, timeout: float = 120) -> None:
+    """Poll ``condition`` until it holds; the deadline is only there to catch a stall."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting after {timeout} s for {what}"
+        time.sleep(0.05)
+
+
+def test_cancel_rules(tmp_path, make_emulator, make_client):
+    # the emulator's clock only moves when the test says so: no task starts or ends on its own,
+    # however fast or slow this machine is (no rate limits either: they count on that clock)
+    clock = FakeClock()
+    emu = make_emulator(clock=clock, submission_limits=False, query_rate=None)
+    # a job never sent: creates paced so far apart that the second one waits in the queue
+    paced = make_client(emu, store=tmp_path / "paced", policy=PollPolicy(create_spacing=1e6))
+    first, queued = paced.submit("boat 0", seed=0, **SMALL), paced.submit("boat 1", seed=1,
+                                                                           **SMALL)
+    wait_until(lambda: first.status == "PENDING", "the first create")
+    assert queued.status == "QUEUED"
+    queued.cancel()
+    assert queued.status == "CANCELED" and queued.task_id is None
+    first.cancel()  # a created task waiting to start (it would hold one of the 5 slots)
+    assert first.status == "CANCELED" and first.task_id
+    # created tasks: 5 run at once (the model's concurrency), the others wait PENDING
+    client = make_client(emu, store=tmp_path / "store")
+    jobs = JobList(client.submit(f"boat {i}", seed=i, **SMALL) for i in range(2, 9))
+    wait_until(lambda: all(j.status == "PENDING" for j in jobs), "7 created tasks")
+    clock.advance(1)  # past the dispatch delay (0.3 s at speed "fast"), not the run time
+    wait_until(lambda: sum(j.status == "RUNNING" for j in jobs) == 5, "5 RUNNING")
     running = next(j for j in jobs if j.status == "RUNNING")
-    pending = jobs[-2]
-    assert pending.status == "PENDING" and pending.task_id
-    pending.cancel()
-    assert pending.status == "CANCELED"
+    pending = [j for j in jobs if j.status == "PENDING"]
+    assert len(pending) == 2 and all(j.task_id for j in pending)
+    pending[0].cancel()
+    assert pending[0].status == "CANCELED"
     with pytest.raises(UnsupportedOperationError, match="only QUEUED or PENDING"):
         running.cancel()
     with pytest.raises(JobTimeout, match="goes on"):
         running.result(timeout=0.2)
-    assert jobs.cancel()  # the rest that are still cancellable
-    stats = client.emulator.app.state.emulator.stats()
-    assert stats["creates"]["accepted"] == sum(1 for j in jobs if j.task_id)
+    assert jobs.cancel() == [pending[1]]  # the rest that are still cancellable
+    assert [j.status for j in jobs].count("CANCELED") == 2
+    stats = emu.app.state.emulator.stats()
+    assert stats["creates"]["accepted"] == sum(1 for j in [first, queued, *jobs] if j.task_id)
 
 
 def test_many_jobs_use_the_list_endpoint(make_client):
@@ -185,9 +202,11 @@ def test_poll_policy_interval_is_clamped_and_jittered():
 
 def test_a_local_audio_file_gone_before_the_create_rejects_the_job(wav_file, make_client):
     path = wav_file
-    client = make_client()
+    # creates one per second, so the job with the audio waits ~6 s in the local queue
+    client = make_client(policy=PollPolicy(create_spacing=5.0))
     jobs = JobList(client.submit(f"first {i}", seed=i, **SMALL) for i in range(6))
-    late = client.submit("speak", audio_url=str(path), seed=9, **SMALL)  # queued behind 5/s
+    late = client.submit("speak", audio_url=str(path), seed=9, **SMALL)
+    assert late.status == "QUEUED"  # not sent yet: the file is read when it is
     path.unlink()
     late.result(timeout=30, raise_on_error=False)
     assert late.status == "REJECTED" and "voice.wav" in late.error

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import resource
 import struct
 import subprocess
 import time
@@ -143,13 +144,12 @@ def test_1080p_ten_seconds_with_sound(tmp_path: Path) -> None:
     spec = RenderSpec(prompt="a red fox walking through fresh snow, golden hour", seed=3,
                       width=1920, height=1080, duration=10, audio="generated", watermark=True)
     out = tmp_path / "hd.mp4"
-    started = time.perf_counter()
     render_video(spec, out)
-    elapsed = time.perf_counter() - started
     info = probe(out)
     assert (info.width, info.height, info.frames, info.has_audio) == (1920, 1080, 300, True)
     assert ffmpeg_info(out)["pix_fmt"] == "yuv420p"
-    assert elapsed < 6  # the target is 2 s (benchmarks/bench_render.py); this catches a regression
+    # how fast (target 2 s) is measured by benchmarks/bench_render.py, not asserted on a shared
+    # machine
 
 
 # -- determinism -------------------------------------------------------------------------------
@@ -296,20 +296,41 @@ def test_async_renders_concurrently_with_a_bound(tmp_path: Path) -> None:
     assert not limiter.locked()
 
 
-def test_cancelling_an_async_render_leaves_no_file(tmp_path: Path) -> None:
-    spec = RenderSpec(prompt="p", seed=1, width=1920, height=1080, duration=15)
+def children_cpu_s() -> float:
+    """CPU seconds used by this process's finished child processes (ffmpeg): unlike wall time,
+    it does not grow when other work shares the machine."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def test_cancelling_an_async_render_stops_ffmpeg_and_leaves_no_file(tmp_path: Path) -> None:
+    spec = RenderSpec(prompt="p", seed=1, width=1920, height=1080, duration=10)
+    full = tmp_path / "full"
+    full.mkdir()
+    before = children_cpu_s()
+    render_video(spec, full / "whole.mp4")  # what finishing this render costs, on this machine
+    whole_cpu = children_cpu_s() - before
+    cancelled = tmp_path / "cancelled"
+    cancelled.mkdir()
 
     async def main() -> None:
-        task = asyncio.ensure_future(render_video_async(spec, tmp_path / "big.mp4"))
-        await asyncio.sleep(0.3)
+        task = asyncio.ensure_future(render_video_async(spec, cancelled / "big.mp4"))
+        # cancel once ffmpeg is writing its output, however long it took to get there
+        deadline = time.monotonic() + 120
+        while not list(cancelled.glob(".big.mp4.*.part")):
+            assert not task.done() and time.monotonic() < deadline, "ffmpeg never started"
+            await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    started = time.perf_counter()
+    before = children_cpu_s()
     asyncio.run(main())
-    deadline = time.perf_counter() + 5
-    while list(tmp_path.iterdir()) and time.perf_counter() < deadline:
+    deadline = time.monotonic() + 120
+    while list(cancelled.iterdir()) and time.monotonic() < deadline:
         time.sleep(0.05)  # the worker thread notices the cancel and removes its temp file
-    assert list(tmp_path.iterdir()) == []
-    assert time.perf_counter() - started < 2.5  # ffmpeg was stopped, not left to finish
+    assert list(cancelled.iterdir()) == []
+    # ffmpeg was killed, not left to finish: the render's file is gone only after ffmpeg was
+    # reaped, and it used a small part of the CPU time a whole render takes (measured ~1/20)
+    cancelled_cpu = children_cpu_s() - before
+    assert cancelled_cpu < whole_cpu / 4, (cancelled_cpu, whole_cpu)
