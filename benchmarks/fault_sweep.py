@@ -641,6 +641,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--kill-after is MIN,MAX seconds")
     sweep_axes(a.jobs, a.prompts)
 
+    # SIGTERM (e.g. a test's timeout) unwinds through the finally blocks: children killed,
+    # emulator stopped, work directory removed; nothing is left running
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="wan_nb_fault_sweep_"))
     results: list[RunResult] = []
     try:
