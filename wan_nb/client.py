@@ -29,7 +29,7 @@ from . import catalog, runtime
 from ._version import __version__
 from .errors import (AmbiguousCreateError, APIError, DownloadError, TaskExpired,
                      ThrottledError, TransportError, ValidationError, WanError, redact)
-from .request import GenerationRequest, file_sha256, local_path
+from .request import GenerationRequest, check_audio_file, file_sha256, local_path
 from .wire import (RetryPolicy, TaskPage, TaskState, TaskSummary, api_error, format_list_time,
                    parse_task, parse_task_page, retryable_status, url_expiry)
 
@@ -420,7 +420,11 @@ class AsyncClient:
 
     # -- files -------------------------------------------------------------------------------
     async def upload_file(self, path: str, model: str) -> str:
-        """Upload a local file the way the official SDK does; returns its ``oss://`` URL."""
+        """Upload a local audio file the way the official SDK does; returns its ``oss://``
+        URL. The file is checked again first (it may have changed or gone since the request
+        was validated): :class:`ValidationError` before anything is sent if it is not
+        acceptable WAV/MP3 audio."""
+        await asyncio.to_thread(check_audio_file, path)
         path = local_path(path)
         policy = (await self._call("GET", catalog.UPLOAD_POLICY_PATH,
                                    params={"action": "getPolicy", "model": model}))["data"]
@@ -505,6 +509,9 @@ def as_request(request: GenerationRequest | None, params: Mapping[str, Any]
     """A :class:`GenerationRequest` from a request, or from a prompt and/or keyword
     parameters."""
     if isinstance(request, str):
+        if "prompt" in params:
+            raise ValidationError([("prompt", "the prompt was given twice (as the first "
+                                              "argument and as prompt=); give it once")])
         return GenerationRequest(request, **params)
     if request is not None and params:
         raise ValidationError([("request", "pass either a GenerationRequest or keyword "

@@ -11,27 +11,44 @@ True
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import math
+import numbers
 import os
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Literal, Mapping
 
-from . import catalog
+from . import audiofile, catalog
 from .catalog import ModelSpec
 from .errors import ValidationError
 
 _FIELDS = ("prompt", "negative_prompt", "model", "size", "duration", "seed", "prompt_extend",
            "watermark", "audio", "audio_url", "shot_type")
+#: the parameter names a request takes (for callers that check names themselves)
+PARAMETERS: tuple[str, ...] = _FIELDS
+#: the positional order of the constructor (the dataclass field order)
+_ORDER = ("prompt", "model", "negative_prompt", "size", "duration", "seed", "prompt_extend",
+          "watermark", "audio", "audio_url", "shot_type")
+#: the extra key a stored ``request_json`` carries for a local audio file (not a parameter)
+_STORED_SHA = "audio_sha256"
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING: Any = _Missing()
 
 
 def _random_seed() -> int:
     return random.SystemRandom().randint(catalog.SEED_MIN, catalog.SEED_MAX)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class GenerationRequest:
     """One text-to-video request, complete and valid for its model.
 
@@ -43,10 +60,18 @@ class GenerationRequest:
 
     ``audio`` is ``"auto"`` (the model makes sound), ``"custom"`` (align to ``audio_url``: an
     http(s) URL, an ``oss://`` upload, or a local wav/mp3 file the client uploads) or
-    ``"silent"``. Giving ``audio_url`` implies ``"custom"``.
+    ``"silent"``. Giving ``audio_url`` implies ``"custom"``. A local file is checked here,
+    once: it must exist, be a real WAV (RIFF/WAVE) or MP3 (ID3 tag or MPEG layer III frame)
+    matching its extension, at most 15 MB and 3–30 s long; its sha256 is taken at the same
+    moment and stands for the file in :attr:`fingerprint`.
+
+    ``seed`` and ``duration`` take any whole number: a Python or numpy integer, or a float
+    with no fractional part such as ``5.0`` (a pandas column with a gap is float); they are
+    stored as ``int``. ``True``/``False`` are refused there, and numpy booleans are accepted
+    for ``prompt_extend`` and ``watermark``.
 
     Invalid input raises :class:`~wan_nb.errors.ValidationError` listing every problem, with
-    the field, the bad value and what is allowed.
+    the field, the bad value and what is allowed (an unknown keyword gets a "did you mean").
     """
 
     prompt: str
@@ -61,14 +86,39 @@ class GenerationRequest:
     audio_url: str | None = None
     shot_type: str | None = None
     _spec: ModelSpec = field(init=False, repr=False, compare=False, hash=False)
+    _audio_sha256: str | None = field(init=False, repr=False, compare=False, hash=False)
+    _fingerprint: str | None = field(init=False, repr=False, compare=False, hash=False)
 
-    def __post_init__(self) -> None:
-        errors: list[tuple[str, str]] = []
+    # Written by hand (not generated) so that a wrong call is a ValidationError like any other
+    # bad input: a missing prompt, an unknown keyword ("did you mean seed?"), extra positionals.
+    def __init__(self, prompt: str = _MISSING, model: str = catalog.DEFAULT_MODEL,
+                 negative_prompt: str = "", size: str | None = None,
+                 duration: int | None = None, seed: int | None = None,
+                 prompt_extend: bool = True, watermark: bool = False,
+                 audio: str | None = None, audio_url: str | None = None,
+                 shot_type: str | None = None, *extra: Any, **unknown: Any) -> None:
+        values = dict(zip(_ORDER, (prompt, model, negative_prompt, size, duration, seed,
+                                   prompt_extend, watermark, audio, audio_url, shot_type),
+                          strict=True))
+        errors = _call_errors(extra, unknown)
+        self._setup(values, errors, stored=False)
+
+    def _setup(self, values: Mapping[str, Any], errors: list[tuple[str, str]], *,
+               stored: bool, audio_sha256: str | None = None) -> None:
+        set_ = object.__setattr__
+        for name in _ORDER:
+            set_(self, name, _plain(values[name]))
+        for name in ("seed", "duration"):
+            set_(self, name, _whole(getattr(self, name)))
+        set_(self, "_audio_sha256", None)
+        set_(self, "_fingerprint", None)
+        if self.prompt is _MISSING:
+            errors.append(("prompt", "prompt is required: the text describing the video, e.g. "
+                                     "GenerationRequest('a red kite over the sea')"))
         try:
             spec = catalog.get_model(self.model)
         except ValidationError as e:
-            raise ValidationError(e.errors + _check_text(self, 1500)) from None
-        set_ = object.__setattr__
+            raise ValidationError(errors + e.errors + _check_text(self, 1500)) from None
         set_(self, "_spec", spec)
         set_(self, "model", spec.name)
         if self.size is None:
@@ -83,10 +133,18 @@ class GenerationRequest:
             set_(self, "audio", "auto" if spec.audio else "silent")
         if spec.multi_shot and self.shot_type is None:
             set_(self, "shot_type", "single")
-        if isinstance(self.audio_url, Path):
-            set_(self, "audio_url", str(self.audio_url))
+        if isinstance(self.audio_url, os.PathLike):
+            set_(self, "audio_url", os.fspath(self.audio_url))
         errors += _check_text(self, spec.prompt_max)
         errors += _check_params(self, spec)
+        if self.audio_is_local and not {"audio", "audio_url"} & {f for f, _ in errors}:
+            if stored:
+                # read back from the store: never touch the filesystem (the file may be gone)
+                set_(self, "_audio_sha256", audio_sha256)
+            else:
+                errors += _check_audio_file(str(self.audio_url))
+                if not errors:
+                    set_(self, "_audio_sha256", _hash_audio(str(self.audio_url)))
         if errors:
             raise ValidationError(errors)
 
@@ -182,23 +240,47 @@ class GenerationRequest:
 
     # -- identity ----------------------------------------------------------------------------
     def params(self) -> dict[str, Any]:
-        """All parameters as a plain dict (what the store records as ``request_json``)."""
+        """All parameters as a plain dict (what :meth:`from_params` takes back)."""
         return {name: getattr(self, name) for name in _FIELDS}
+
+    def stored_json(self) -> str:
+        """The JSON text the store keeps as ``request_json``: :meth:`params`, plus the sha256
+        of a local audio file, so that a request read back needs neither the file nor a
+        re-hash."""
+        p = self.params()
+        if self.audio_is_local:
+            p[_STORED_SHA] = self.audio_sha256
+        return json.dumps(p, ensure_ascii=False, sort_keys=True)
+
+    @property
+    def audio_sha256(self) -> str | None:
+        """sha256 of the local audio file's content, taken once (``None`` for URLs).
+
+        A request read back from a store row written before this was recorded hashes the file
+        on first use; if the file is gone, that is a :class:`ValidationError`.
+        """
+        if not self.audio_is_local:
+            return None
+        if self._audio_sha256 is None:
+            object.__setattr__(self, "_audio_sha256", _hash_audio(str(self.audio_url)))
+        return self._audio_sha256
 
     @property
     def fingerprint(self) -> str:
         """sha256 of the canonical parameters: same request → same fingerprint.
 
-        A local audio file counts by its content, not its path.
+        A local audio file counts by its content, not its path. Computed once per request.
         """
-        p = self.params()
-        if self.audio_is_local:
-            p["audio_url"] = "sha256:" + file_sha256(str(self.audio_url))
-        blob = json.dumps(p, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
+        if self._fingerprint is None:
+            p = self.params()
+            if self.audio_is_local:
+                p["audio_url"] = "sha256:" + str(self.audio_sha256)
+            blob = json.dumps(p, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+            object.__setattr__(self, "_fingerprint", hashlib.sha256(blob.encode()).hexdigest())
+        return str(self._fingerprint)
 
     def replace(self, **changes: Any) -> "GenerationRequest":
-        """A copy with some parameters changed (validated again)."""
+        """A copy with some parameters changed (validated again, local files included)."""
         kw = self.params()
         if "model" in changes and changes["model"] != self.model:
             # the old model's defaults may not fit the new one: let them be chosen again
@@ -209,16 +291,82 @@ class GenerationRequest:
         return GenerationRequest(**kw)
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any] | str) -> "GenerationRequest":
+    def from_params(cls, params: Mapping[str, Any] | str, *,
+                    stored: bool = False) -> "GenerationRequest":
         """Inverse of :meth:`params`; also takes the JSON text the store keeps as
-        ``request_json``."""
+        ``request_json`` (:meth:`stored_json`).
+
+        ``stored=True`` is for a request read back from the store: everything is validated
+        except the local audio file, which is not looked at (it may be gone since the run; the
+        recorded sha256 stands for it). Without it, a local file is checked and hashed as for a
+        new request.
+        """
         if isinstance(params, str):
-            params = json.loads(params)
-        unknown = sorted(set(params) - set(_FIELDS))
-        if unknown:
-            raise ValidationError([(u, f"unknown parameter {u!r}; allowed: {', '.join(_FIELDS)}")
-                                   for u in unknown])
-        return cls(**dict(params))
+            try:
+                params = json.loads(params)
+            except ValueError as e:
+                raise ValidationError([("request_json", f"not valid JSON: {e}")]) from None
+        if not isinstance(params, Mapping):
+            raise ValidationError([("request", f"expected a mapping of parameters, got "
+                                               f"{type(params).__name__}")])
+        params = dict(params)
+        sha = params.pop(_STORED_SHA, None)
+        errors = _call_errors((), {k: v for k, v in params.items() if k not in _FIELDS})
+        values = {name: params.get(name, _DEFAULTS[name]) for name in _ORDER}
+        request = cls.__new__(cls)
+        request._setup(values, errors, stored=stored,
+                       audio_sha256=sha if isinstance(sha, str) and len(sha) == 64 else None)
+        return request
+
+
+_DEFAULTS: dict[str, Any] = {"prompt": _MISSING, "model": catalog.DEFAULT_MODEL,
+                             "negative_prompt": "", "size": None, "duration": None,
+                             "seed": None, "prompt_extend": True, "watermark": False,
+                             "audio": None, "audio_url": None, "shot_type": None}
+
+
+def _call_errors(extra: tuple[Any, ...], unknown: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Problems with how the request was called: unknown keywords, too many positionals."""
+    errors = [(name, unknown_parameter(name)) for name in sorted(unknown)]
+    if extra:
+        errors.append(("request", f"GenerationRequest takes at most {len(_ORDER)} values by "
+                                  f"position ({', '.join(_ORDER)}); got {len(_ORDER) + len(extra)}"
+                                  "; pass the others by name"))
+    return errors
+
+
+def unknown_parameter(name: str, allowed: Iterable[str] = _FIELDS) -> str:
+    """The message for an unknown parameter ``name``, with the close match if there is one:
+    "unknown parameter 'sed' (did you mean 'seed'?); allowed: …"."""
+    allowed = list(allowed)
+    close = difflib.get_close_matches(str(name), allowed, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown parameter {name!r}{hint}; allowed: {', '.join(allowed)}"
+
+
+def check_tags(tags: Any) -> list[str]:
+    """The tags of a run as a list: a string is one tag (``tags="baseline"``), ``None`` is
+    none; otherwise an iterable of non-empty strings. Repeats are dropped, order kept.
+    :class:`ValidationError` for anything else, before anything is written."""
+    if tags is None:
+        return []
+    if isinstance(tags, str):
+        tags = [tags]
+    elif isinstance(tags, (bytes, Mapping)) or not isinstance(tags, Iterable):
+        raise ValidationError([("tags", f"tags must be a string or a list of strings, not "
+                                        f"{_show(tags)}")])
+    out: list[str] = []
+    errors: list[tuple[str, str]] = []
+    for tag in tags:
+        if not isinstance(tag, str) or not tag.strip():
+            errors.append(("tags", f"each tag must be a non-empty string, not {_show(tag)}"))
+            continue
+        errors += _unicode_errors("tags", str(tag))
+        if tag not in out:
+            out.append(str(tag))
+    if errors:
+        raise ValidationError(errors)
+    return out
 
 
 def _is_local(url: str | None) -> bool:
@@ -240,20 +388,71 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def _plain(v: Any) -> Any:
+    """numpy scalars (and other look-alikes) as the plain Python values they stand for."""
+    if getattr(v, "shape", None) == () and hasattr(v, "dtype") and hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, str) and type(v) is not str:
+        return str(v)
+    if isinstance(v, numbers.Integral) and not isinstance(v, (bool, int)):
+        return int(v)
+    return v
+
+
+def _whole(v: Any) -> Any:
+    """A whole number as ``int`` (``5``, ``numpy.int64(5)``, ``5.0``); anything else as is."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        return v
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    try:
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return v
+    return int(f) if math.isfinite(f) and f.is_integer() else v
+
+
+def _show(v: Any) -> str:
+    """A value for a message; the type is named where the repr alone would mislead."""
+    if isinstance(v, bool):
+        return f"{v!r} (a bool)"
+    if type(v).__module__ == "builtins" or v is _MISSING:
+        return repr(v)
+    return f"{v!r} (a {type(v).__module__}.{type(v).__qualname__})"
+
+
+def _unicode_errors(name: str, text: str) -> list[tuple[str, str]]:
+    """A lone surrogate cannot be encoded as UTF-8: it would fail later, in the store or on the
+    wire. Refuse it here, saying where it is."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return [(name, f"{name} contains an unpaired surrogate {text[e.start]!r} at character "
+                       f"{e.start} (not valid Unicode text, often left by a broken copy-paste "
+                       "or a mis-decoded file); remove it or fix the source text")]
+    return []
+
+
 def _check_text(r: GenerationRequest, prompt_max: int) -> list[tuple[str, str]]:
     errors = []
-    if not isinstance(r.prompt, str) or not r.prompt.strip():
-        errors.append(("prompt", f"prompt must be a non-empty string, not {r.prompt!r}"))
+    if r.prompt is _MISSING:
+        pass  # already reported as required
+    elif not isinstance(r.prompt, str) or not r.prompt.strip():
+        errors.append(("prompt", f"prompt must be a non-empty string, not {_show(r.prompt)}"))
     elif len(r.prompt) > prompt_max:
         errors.append(("prompt", f"prompt has {len(r.prompt)} characters; {r.model} allows at "
                                  f"most {prompt_max} (the service would silently cut it)"))
+    else:
+        errors += _unicode_errors("prompt", r.prompt)
     if not isinstance(r.negative_prompt, str):
         errors.append(("negative_prompt", f"negative_prompt must be a string, "
-                                          f"not {r.negative_prompt!r}"))
+                                          f"not {_show(r.negative_prompt)}"))
     elif len(r.negative_prompt) > catalog.NEGATIVE_PROMPT_MAX:
         errors.append(("negative_prompt", f"negative_prompt has {len(r.negative_prompt)} "
                                           f"characters; at most {catalog.NEGATIVE_PROMPT_MAX} "
                                           "are allowed"))
+    else:
+        errors += _unicode_errors("negative_prompt", r.negative_prompt)
     return errors
 
 
@@ -273,14 +472,14 @@ def _check_params(r: GenerationRequest, spec: ModelSpec) -> list[tuple[str, str]
     if not _is_int(r.duration) or r.duration not in spec.durations:
         allowed = (f"an integer from {spec.durations[0]} to {spec.durations[-1]}"
                    if len(spec.durations) > 3 else " or ".join(map(str, spec.durations)))
-        errors.append(("duration", f"duration {r.duration!r} is not offered by {name}; "
+        errors.append(("duration", f"duration {_show(r.duration)} is not offered by {name}; "
                                    f"use {allowed} (seconds)"))
-    if not _is_int(r.seed) or not catalog.SEED_MIN <= r.seed <= catalog.SEED_MAX:
-        errors.append(("seed", f"seed {r.seed!r} must be an integer from {catalog.SEED_MIN} to "
-                               f"{catalog.SEED_MAX}"))
+    if not _is_int(r.seed) or not catalog.SEED_MIN <= int(r.seed or 0) <= catalog.SEED_MAX:
+        errors.append(("seed", f"seed {_show(r.seed)} must be a whole number from "
+                               f"{catalog.SEED_MIN} to {catalog.SEED_MAX} (an integer)"))
     for flag in ("prompt_extend", "watermark"):
         if not isinstance(getattr(r, flag), bool):
-            errors.append((flag, f"{flag} must be True or False, not {getattr(r, flag)!r}"))
+            errors.append((flag, f"{flag} must be True or False, not {_show(getattr(r, flag))}"))
     errors += _check_audio(r, spec)
     if r.shot_type is not None:
         if not spec.multi_shot:
@@ -316,6 +515,9 @@ def _check_audio(r: GenerationRequest, spec: ModelSpec) -> list[tuple[str, str]]
     if not isinstance(url, str) or not url:
         return [("audio_url", "audio='custom' needs audio_url: an http(s) URL, an oss:// "
                               "upload or a local .wav/.mp3 file")]
+    bad = _unicode_errors("audio_url", url)
+    if bad:
+        return bad
     if url.startswith(("http://", "https://")):
         return [] if len(url) > len("https://") else [("audio_url", f"audio_url {url!r} has "
                                                                     "no host")]
@@ -324,13 +526,51 @@ def _check_audio(r: GenerationRequest, spec: ModelSpec) -> list[tuple[str, str]]
     if "://" in url and not url.startswith("file://"):
         return [("audio_url", f"audio_url {url!r} must be an http(s) URL, an oss:// upload or "
                               "a local file")]
+    if not local_path(url).lower().endswith(catalog.AUDIO_EXTENSIONS):
+        return [("audio_url", f"audio file {local_path(url)!r} must be .wav or .mp3")]
+    return []  # the file itself is looked at once, by _check_audio_file
+
+
+def _check_audio_file(url: str) -> list[tuple[str, str]]:
+    """The local file behind ``audio_url``, checked before anything is uploaded or paid:
+    present, at most 15 MB, really WAV or MP3 (by its header, matching its extension) and
+    3–30 s long (reference §2.2)."""
     path = local_path(url)
     if not os.path.isfile(path):
         return [("audio_url", f"audio_url {url!r} is neither an http(s) URL nor an existing "
                               "local file")]
-    if not path.lower().endswith(catalog.AUDIO_EXTENSIONS):
-        return [("audio_url", f"audio file {path!r} must be .wav or .mp3")]
-    size = os.path.getsize(path)
-    if size > catalog.AUDIO_MAX_BYTES:
-        return [("audio_url", f"audio file {path!r} is {size / 2**20:.1f} MB; at most 15 MB")]
+    try:
+        size = os.path.getsize(path)
+        if size > catalog.AUDIO_MAX_BYTES:
+            return [("audio_url", f"audio file {path!r} is {size / 2**20:.1f} MB; at most "
+                                  "15 MB")]
+        kind: Literal["WAV", "MP3"] = "WAV" if path.lower().endswith(".wav") else "MP3"
+        seconds = audiofile.duration(path, kind)
+    except OSError as e:
+        return [("audio_url", f"audio file {path!r} cannot be read: {e.strerror or e}")]
+    except audiofile.NotAudio as e:
+        article = "a WAV" if kind == "WAV" else "an MP3"
+        return [("audio_url", f"audio file {path!r} is not {article} file ({e}); the service "
+                              "takes WAV (RIFF/WAVE) or MP3 audio, 3–30 s, at most 15 MB")]
+    lo, hi = catalog.AUDIO_MIN_S, catalog.AUDIO_MAX_S
+    if seconds is not None and not lo <= seconds <= hi:
+        return [("audio_url", f"audio file {path!r} lasts {seconds:.1f} s; the service takes "
+                              f"{lo:g} to {hi:g} s")]
     return []
+
+
+def _hash_audio(url: str) -> str:
+    try:
+        return file_sha256(local_path(url))
+    except OSError as e:
+        raise ValidationError([("audio_url", f"the local audio file {local_path(url)!r} cannot "
+                                             f"be read ({e.strerror or e}), so its content "
+                                             "cannot be fingerprinted")]) from None
+
+
+def check_audio_file(url: str) -> None:
+    """:class:`ValidationError` unless the local file ``url`` names is acceptable audio (the
+    client calls this again right before uploading: the file may have changed since)."""
+    errors = _check_audio_file(url)
+    if errors:
+        raise ValidationError(errors)
