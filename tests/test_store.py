@@ -82,7 +82,8 @@ EXPECTED_DTYPES = {
     "usage_output_video_duration": "Float64", "usage_json": "string", "cost_usd": "Float64",
     "video_url": "string", "video_url_expires_at": "datetime64[us, UTC]",
     "video_path": "string", "video_sha256": "string", "video_bytes": "Int64",
-    "video_fps": "Float64", "video_frames": "Int64", "video_duration": "Float64",
+    "video_mtime_ns": "Int64", "video_fps": "Float64", "video_frames": "Int64",
+    "video_duration": "Float64",
     "has_audio": "boolean", "download_error": "string", "rating": "Int64", "notes": "string",
     "fingerprint": "string", "request_json": "string", "backend": "category",
     "wan_nb_version": "string", "owner": "string", "owner_heartbeat": "datetime64[us, UTC]",
@@ -556,7 +557,7 @@ def test_migrates_a_v1_file_keeping_its_data(tmp_path):
     con.executescript(V1_SQL)
     con.close()
     with Store(root) as store:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.schema_version == SCHEMA_VERSION == 3
         old = store.get_run("20250101000000-0000abcd")
         assert (old["prompt"], old["seed"], old["tags"], old["prompt_extend"]) == (
             "an old cat", 42, ["v1"], True)
@@ -582,7 +583,7 @@ def test_newer_file_is_refused_and_left_untouched(tmp_path):
                       "INSERT INTO runs VALUES ('r', x'00'); PRAGMA user_version = 7;")
     con.close()
     before = tree_digest(root)
-    with pytest.raises(SchemaVersionError, match="schema version 7.*up to 2.*not modified"):
+    with pytest.raises(SchemaVersionError, match="schema version 7.*up to 3.*not modified"):
         Store(root)
     assert tree_digest(root) == before
 

@@ -3,8 +3,9 @@
 Videos are referenced by a path relative to the kernel's working directory (the notebook's
 folder), which JupyterLab serves with range requests: the notebook grows by ~1 KB per video
 instead of 1.34× the video (DESIGN.md §3). A video outside that folder cannot be served, so it
-is embedded instead when it is small (``EMBED_LIMIT``), and named otherwise. All user text is
-escaped.
+is embedded instead when it is small (``EMBED_LIMIT``), and named otherwise. A video that was
+deleted, truncated or changed since download is said to be so (``Store.check_video``: size and
+mtime, sha256 when they moved). All user text is escaped.
 """
 
 from __future__ import annotations
@@ -40,10 +41,36 @@ def video_src(path: str | None) -> str | None:
 def video_tag(path: str | None, width: int = 480) -> str:
     src = video_src(path)
     if src is None:
-        return (f"<div><i>video at {html.escape(str(path))} (outside the notebook's folder)"
-                "</i></div>" if path else "")
+        if not path:
+            return ""
+        if not os.path.exists(path):
+            return (f"<div><i>the video file was deleted ({html.escape(str(path))} is gone)"
+                    "</i></div>")
+        return (f"<div><i>video at {html.escape(str(path))} (outside the notebook's folder, "
+                "too large to embed)</i></div>")
     return (f'<video src="{html.escape(src)}" controls loop playsinline preload="metadata" '
             f'style="max-width:100%;width:{width}px"></video>')
+
+
+def video_problem(job: Any) -> Any:
+    """The store's check of a job's video (None when there is nothing to say or no store)."""
+    if not job._row.get("video_path"):
+        return None
+    try:
+        check = job._manager.store.check_video(job.run_id)
+    except Exception:  # a display never fails because the ledger cannot be read
+        return None
+    return None if check.ok else check
+
+
+def video_block(job: Any, width: int) -> str:
+    """The job's video, preceded by what is wrong with the file, if anything."""
+    check = video_problem(job)
+    if check is None:
+        return video_tag(job.video, width)
+    warning = (f"<div style='color:#cf222e'>⚠ {html.escape(check.problem or check.state)}"
+               "</div>")
+    return warning if check.state == "missing" else warning + video_tag(job.video, width)
 
 
 def badge(status: str) -> str:
@@ -70,7 +97,7 @@ def job_html(job: Any, width: int = 480) -> str:
     if job.error:
         lines.append(f"<div style='color:#cf222e'>{html.escape(job.error)}</div>")
     if job.video:
-        lines.append(video_tag(job.video, width))
+        lines.append(video_block(job, width))
     return "<div>" + "".join(lines) + "</div>"
 
 
@@ -102,7 +129,7 @@ class Gallery:
         cells = []
         for j in self.jobs:
             r = j.request
-            body = video_tag(j.video, self.width) if j.video else badge(j.status)
+            body = video_block(j, self.width) if j.video else badge(j.status)
             cells.append(f"<figure style='margin:4px'>{body}<figcaption style='font-size:0.85em'>"
                          f"{_short(r.prompt, 80)}<br>{html.escape(r.model)} · seed {r.seed}"
                          "</figcaption></figure>")

@@ -199,8 +199,11 @@ class Experiment:
                     self.skipped.append(key)
                     continue
                 spent += cost
+                # the check above is only a fast path: another kernel may be running this
+                # same cell right now, so the store re-checks and inserts in one step
                 job = manager.submit(request, experiment=self.name, variant=key,
-                                     tags=self.tags)
+                                     tags=self.tags, dedupe=not force,
+                                     reuse_unless=RETRYABLE if retry_failed else ())
             self._jobs[key] = job
             jobs.append(job)
         return jobs
@@ -217,6 +220,12 @@ class Experiment:
                 job = manager.attach(row["run_id"])
                 self._jobs[row.get("variant") or row["run_id"]] = job
         return self.jobs
+
+    def verify(self, *, full: bool = False) -> Any:
+        """Check this experiment's downloaded videos: a DataFrame with ``state`` (ok, missing,
+        truncated, changed, no_video), ``ok`` and ``problem`` per run (see
+        :meth:`Store.verify`)."""
+        return self.store.verify(experiment=self.name, full=full)
 
     def wait(self, timeout: float | None = None, *, progress: bool | None = None) -> JobList:
         return self.jobs.wait(timeout, progress=progress)

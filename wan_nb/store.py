@@ -13,6 +13,11 @@ to ``busy_timeout``. :meth:`Store.transition` and :meth:`Store.claim` are compar
 two processes racing for the same run get exactly one winner. WAL needs a local file system
 (not NFS/SMB).
 
+A ledger this process cannot write (a read-only file, folder or mount) is opened read-only:
+``runs()``, ``get_run()`` and ``to_dataframe()`` work, every write raises
+:class:`StoreReadOnly` saying why. A damaged file raises :class:`LedgerDamaged` with what to
+do; the store never resets or rewrites it.
+
 Example::
 
     store = Store("wan_runs")
@@ -45,6 +50,8 @@ import pandas as pd
 
 from wan_nb._version import __version__
 from wan_nb.errors import ValidationError
+from wan_nb.store_open import (ENV_VAR, check_version, explain, open_read_only,
+                               read_only_text, why_read_only)
 from wan_nb.store_table import (
     AUDIO_MODES,
     COLUMNS,
@@ -54,20 +61,24 @@ from wan_nb.store_table import (
     STATUSES,
     STORED,
     TIERS,
+    LedgerDamaged,
     RunNotFound,
     SchemaVersionError,
     StoreError,
+    StoreFull,
+    StoreReadOnly,
     read_export,
     typed_frame,
     utc_text,
     write_bundle,
     write_table,
 )
+from wan_nb.store_video import VideoCheck, check_video_file
 
 __all__ = ["AUDIO_MODES", "COLUMNS", "FINAL_STATUSES", "SCHEMA_VERSION", "STATUSES", "TIERS",
-           "RunNotFound", "SchemaVersionError", "Store", "StoreError", "read_export"]
+           "LedgerDamaged", "RunNotFound", "SchemaVersionError", "Store", "StoreError",
+           "StoreFull", "StoreReadOnly", "VideoCheck", "read_export"]
 
-ENV_VAR = "WAN_NB_STORE"
 DEFAULT_ROOT = "wan_runs"
 DB_NAME = "ledger.sqlite3"
 VIDEOS_DIR = "videos"
@@ -104,6 +115,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE runs ADD COLUMN owner TEXT",
         "ALTER TABLE runs ADD COLUMN owner_heartbeat TEXT",
         "CREATE INDEX runs_owner ON runs(owner) WHERE owner IS NOT NULL",
+    ),
+    (  # v3: the video file's mtime at download, so a changed file is noticed without hashing
+        "ALTER TABLE runs ADD COLUMN video_mtime_ns INTEGER",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -143,9 +157,36 @@ class Store:
         self._lock = threading.RLock()
         self._con: sqlite3.Connection | None = None
         self._pid = 0
-        self.videos_dir.mkdir(parents=True, exist_ok=True)
+        self._columns: frozenset[str] = frozenset(STORED)
+        #: why this store cannot be written (None when it can); reading works either way
+        self.read_only_reason: str | None = None
+        self._prepare_root()
         with self._lock:
             self._connect()
+
+    @property
+    def read_only(self) -> bool:
+        """True when this process can read the ledger but not write it."""
+        return self.read_only_reason is not None
+
+    def _prepare_root(self) -> None:
+        """Create the folders, or find out why they cannot be: a folder that cannot be
+        created with no ledger in it is an error; an existing ledger that cannot be written
+        is opened read-only."""
+        exists = self.db_path.is_file()
+        try:
+            self.videos_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if not exists:
+                raise StoreError(
+                    f"cannot create the run ledger in {self.root}: {exc.strerror or exc}. "
+                    "Choose a folder you can write, e.g. connect(store='~/wan_runs') or "
+                    f"the environment variable {ENV_VAR}") from None
+        if exists:
+            self.read_only_reason = self._why_read_only()
+
+    def _why_read_only(self) -> str | None:
+        return why_read_only(self.db_path)
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -164,18 +205,17 @@ class Store:
             return self._con
         # A connection inherited through fork() must not be used or closed in the child.
         self._con = None
+        if self.read_only:
+            con = self._connect_read_only()
+            self._con, self._pid = con, os.getpid()
+            return con
         try:
             con = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the ledger {self.db_path}: {exc}") from exc
+            raise self._error(exc, "cannot open") from exc
         try:
             con.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-            version = con.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:  # checked before WAL is set: the file stays as it is
-                raise SchemaVersionError(
-                    f"the ledger {self.db_path} has schema version {version}, but this wan_nb "
-                    f"({__version__}) knows versions up to {SCHEMA_VERSION}; upgrade wan_nb "
-                    "(the file was not modified)")
+            self._check_version(con)  # before WAL is set: a newer file stays as it is
             self._enable_wal(con)
             # In WAL mode NORMAL syncs at checkpoints, not at each commit: a killed process
             # (the kill -9 case) never loses or corrupts a committed transaction; only an OS
@@ -186,12 +226,30 @@ class Store:
             self._migrate(con)
         except sqlite3.DatabaseError as exc:
             con.close()
-            raise StoreError(f"cannot use the ledger {self.db_path}: {exc}") from exc
+            raise self._error(exc, "cannot use") from exc
         except BaseException:
             con.close()
             raise
         self._con, self._pid = con, os.getpid()
         return con
+
+    def _check_version(self, con: sqlite3.Connection) -> int:
+        return check_version(con, self.db_path, SCHEMA_VERSION)
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        assert self.read_only_reason is not None
+        con, names, version = open_read_only(self.db_path, self._busy_ms, SCHEMA_VERSION,
+                                             self.read_only_reason)
+        if version < SCHEMA_VERSION:
+            # an older ledger cannot be migrated read-only: missing columns read as empty
+            self._columns = frozenset(STORED) & names
+        return con
+
+    def _error(self, exc: sqlite3.Error, doing: str) -> StoreError:
+        return explain(exc, self.db_path, doing, self.read_only_reason)
+
+    def _read_only_text(self, why: str) -> str:
+        return read_only_text(self.db_path, why)
 
     def _enable_wal(self, con: sqlite3.Connection) -> None:
         """Switch to WAL once per file. The switch needs an exclusive lock, and SQLite can
@@ -231,31 +289,46 @@ class Store:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken with the write lock up front (no upgrade deadlocks)."""
+        """One write transaction, taken with the write lock up front (no upgrade deadlocks).
+
+        SQLite errors inside it become a :class:`StoreError` that says what to do (damaged
+        file, full disk, read-only); the transaction is rolled back, nothing half-written.
+        """
+        if self.read_only_reason is not None:
+            raise StoreReadOnly(self._read_only_text(self.read_only_reason))
         with self._lock:
             con = self._connect()
             try:
                 con.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise StoreError(f"the ledger {self.db_path} stayed locked: {exc}") from exc
+            except sqlite3.DatabaseError as exc:
+                raise self._error(exc, "could not write to") from exc
             try:
                 yield con
-            except BaseException:
-                con.execute("ROLLBACK")
+            except BaseException as exc:
+                self._rollback(con)
+                if isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+                        exc, sqlite3.IntegrityError):
+                    raise self._error(exc, "could not write to") from exc
                 raise
             try:
                 con.execute("COMMIT")
             except sqlite3.Error as exc:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
-                raise StoreError(f"commit to {self.db_path} failed: {exc}") from exc
+                self._rollback(con)
+                raise self._error(exc, "could not commit to") from exc
+
+    @staticmethod
+    def _rollback(con: sqlite3.Connection) -> None:
+        # SQLite may already have rolled back by itself (a full disk, an I/O error)
+        if con.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("ROLLBACK")
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
                 return self._connect().execute(sql, params).fetchall()
-            except sqlite3.OperationalError as exc:
-                raise StoreError(f"reading {self.db_path} failed: {exc}") from exc
+            except sqlite3.DatabaseError as exc:
+                raise self._error(exc, "could not read") from exc
 
     @property
     def schema_version(self) -> int:
@@ -292,7 +365,19 @@ class Store:
                 errors.append((name, f"{name}: {exc}"))
         if errors:
             raise ValidationError(errors)
+        if "video_path" in out and "video_mtime_ns" not in out:
+            # stamped whenever the path is recorded (after the download's atomic rename), so
+            # check_video() can tell an untouched file by size and mtime, without hashing
+            out["video_mtime_ns"] = self._mtime_ns(out["video_path"])
         return out
+
+    def _mtime_ns(self, rel: str | None) -> int | None:
+        if rel is None:
+            return None
+        try:
+            return (self.root / rel).stat().st_mtime_ns
+        except OSError:
+            return None
 
     def _encode_one(self, name: str, kind: str, value: Any) -> Any:
         if value is None or value is pd.NA or value is pd.NaT:
@@ -412,6 +497,44 @@ class Store:
         with self._write() as con:
             return self._insert_rows(con, [row])[0]
 
+    def insert_run_once(self, *, reuse_unless: Sequence[str] = (),
+                        **fields: Any) -> tuple[str, bool]:
+        """Add a run unless one with the same ``experiment``, ``fingerprint`` and ``backend``
+        is already recorded, in one step across processes. Returns ``(run_id, created)``:
+        the new run's id and True, or the newest matching run's id and False.
+
+        Runs whose status is in ``reuse_unless`` (e.g. FAILED: no video, nothing paid) do not
+        count, so such a variant is created again. Two kernels running the same Experiment
+        cell at the same moment therefore create each variant once::
+
+            rid, created = store.insert_run_once(reuse_unless=("FAILED",), experiment="cats",
+                                                 fingerprint=fp, backend="emulator", ...)
+        """
+        skip = tuple(reuse_unless)
+        if any(s not in STATUSES for s in skip):
+            raise ValidationError([("reuse_unless", f"reuse_unless must name statuses from "
+                                                    f"{_allowed(STATUSES)}; got {skip!r}")])
+        if not fields.get("fingerprint"):
+            raise ValidationError([("fingerprint", "insert_run_once needs the request's "
+                                                   "fingerprint to find an earlier run")])
+        row = self._prepare_insert(fields, self._now())
+        marks = ", ".join("?" * len(skip))
+        sql = ("SELECT run_id FROM runs WHERE fingerprint = ? AND experiment IS ? AND "
+               f"backend IS ?{f' AND status NOT IN ({marks})' if skip else ''} "
+               "ORDER BY created_at DESC, rowid DESC LIMIT 1")
+        # BEGIN IMMEDIATE takes SQLite's one write lock before the look-up, and every other
+        # process's write transaction waits for it: look-up and insert are one atomic step.
+        # (A PostgreSQL ledger would do the same with `SELECT pg_advisory_xact_lock(
+        # hashtextextended(experiment || fingerprint || backend, 0))` at the start of the
+        # transaction; a unique index cannot express it, since force=True re-rolls keep
+        # several live runs per key.)
+        with self._write() as con:
+            found = con.execute(sql, (row["fingerprint"], row.get("experiment"),
+                                      row.get("backend"), *skip)).fetchone()
+            if found is not None:
+                return found[0], False
+            return self._insert_rows(con, [row])[0], True
+
     def insert_runs(self, rows: Iterable[dict[str, Any]]) -> list[str]:
         """Add many runs in one transaction (all or none); returns their run_ids in order."""
         now = self._now()
@@ -490,7 +613,9 @@ class Store:
     # -- reads -----------------------------------------------------------------------------
 
     def _select(self, where: str = "", params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        sql = f"SELECT {', '.join(STORED)} FROM runs"
+        # an older ledger opened read-only lacks the newest columns: they read as empty
+        names = (c if c in self._columns else f"NULL AS {c}" for c in STORED)
+        sql = f"SELECT {', '.join(names)} FROM runs"
         # rowid breaks ties in insertion order (a batch shares one created_at)
         return self._read(f"{sql}{where} ORDER BY created_at, rowid", params)
 
@@ -568,6 +693,74 @@ class Store:
         """Absolute path of a run's video (``run`` is a run_id or a run dict), or None."""
         rel = (self.get_run(run) if isinstance(run, str) else run).get("video_path")
         return self.root / rel if rel else None
+
+    def check_video(self, run: str | dict[str, Any], *, full: bool = False) -> VideoCheck:
+        """Is a run's downloaded video still the one that was downloaded?
+
+        Cheap by default: the file's size and mtime are compared with those recorded at
+        download; the sha256 is computed only when they differ (or ``full=True``). Returns a
+        :class:`VideoCheck`: ``ok``, ``state`` (ok, missing, truncated, changed, no_video),
+        ``problem`` (a sentence, None when ok) and ``redownload`` (the file is damaged or
+        gone: fetch it again while the URL is valid)::
+
+            check = store.check_video(run_id)
+            if check.redownload: ...
+        """
+        row = self.get_run(run) if isinstance(run, str) else run
+        check, new_mtime = check_video_file(self.root, row, full=full)
+        if new_mtime is not None and not self.read_only:
+            # same content, new mtime (touched, copied): remember it, so it is not hashed again
+            with contextlib.suppress(StoreError):
+                with self._write() as con:
+                    con.execute("UPDATE runs SET video_mtime_ns = ? WHERE run_id = ? AND "
+                                "video_sha256 IS ?", (new_mtime, row["run_id"],
+                                                      row.get("video_sha256")))
+        return check
+
+    def damaged_videos(self, *, backend: str | None = None,
+                       max_age: timedelta = timedelta(hours=24)) -> list[tuple[dict[str, Any],
+                                                                               VideoCheck]]:
+        """SUCCEEDED runs (newer than ``max_age``, of ``backend`` if given) whose downloaded
+        video is missing, truncated or changed: ``[(run, check), ...]``. For resume: these
+        can be downloaded again while ``video_url_expires_at`` is in the future."""
+        cutoff = utc_text(self._now() - max_age)
+        where = " WHERE status = 'SUCCEEDED' AND video_path IS NOT NULL AND created_at >= ?"
+        params: list[Any] = [cutoff]
+        if backend is not None:
+            where += " AND backend = ?"
+            params.append(backend)
+        out = []
+        for values in self._select(where, params):
+            run = self._decode(values)
+            check = self.check_video(run)
+            if check.redownload:
+                out.append((run, check))
+        return out
+
+    def verify(self, experiment: str | None = None, *, full: bool = False) -> pd.DataFrame:
+        """Check every downloaded video of the store (or of one experiment).
+
+        One row per run that has (or should have) a video, indexed by ``run_id``: ``status``,
+        ``video_path``, ``state`` (ok, missing, truncated, changed, no_video), ``ok`` and
+        ``problem``. ``full=True`` hashes every file instead of trusting size and mtime::
+
+            bad = store.verify()[lambda df: ~df.ok]
+        """
+        where, params = self._filters(experiment=experiment)
+        where += (" AND " if where else " WHERE ") + (
+            "(video_path IS NOT NULL OR status = 'SUCCEEDED')")
+        records = []
+        for values in self._select(where, params):
+            run = self._decode(values)
+            check = self.check_video(run, full=full)
+            records.append({"run_id": run["run_id"], "status": run["status"],
+                            "video_path": run["video_path"], "state": check.state,
+                            "ok": check.ok, "problem": check.problem})
+        frame = pd.DataFrame.from_records(
+            records, columns=["run_id", "status", "video_path", "state", "ok", "problem"])
+        frame = frame.astype({"run_id": "string", "status": "string", "video_path": "string",
+                              "state": "string", "ok": "boolean", "problem": "string"})
+        return frame.set_index("run_id")
 
     def new_video_path(self, run_id: str, suffix: str = ".mp4") -> Path:
         """Where a run's video should be downloaded to (inside ``videos_dir``)."""

@@ -31,6 +31,18 @@ class StoreError(WanError):
     """The ledger file cannot be used (locked too long, corrupt, or from a newer wan_nb)."""
 
 
+class LedgerDamaged(StoreError):
+    """The ledger file is damaged (not a database, or a malformed page); it is left as it is."""
+
+
+class StoreReadOnly(StoreError):
+    """The ledger can be read here but not written (file or folder not writable)."""
+
+
+class StoreFull(StoreError):
+    """The disk (or quota) holding the ledger is full; recorded runs are safe."""
+
+
 class SchemaVersionError(StoreError):
     """The ledger was written by a newer wan_nb than this one; it is left untouched."""
 
@@ -61,7 +73,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("usage_sr", "int"), ("usage_input_video_duration", "float"),
     ("usage_output_video_duration", "float"), ("usage_json", "json"), ("cost_usd", "float"),
     ("video_url", "text"), ("video_url_expires_at", "time"), ("video_path", "path"),
-    ("video_sha256", "text"), ("video_bytes", "int"), ("video_fps", "float"),
+    ("video_sha256", "text"), ("video_bytes", "int"), ("video_mtime_ns", "int"),
+    ("video_fps", "float"),
     ("video_frames", "int"), ("video_duration", "float"), ("has_audio", "bool"),
     ("download_error", "text"),
     ("rating", "int"), ("notes", "text"),
