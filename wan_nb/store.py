@@ -610,6 +610,74 @@ class Store:
                               (utc_text(self._now()), owner))
             return cur.rowcount
 
+    def begin_create(self, run_id: str, /, *, sent_at: datetime,
+                     max_age: timedelta = timedelta(hours=24)) -> tuple[str, str | None]:
+        """Move a QUEUED run to SUBMITTING unless another run of the same backend, model and
+        prompt is SUBMITTING (its create unresolved), in one write transaction, so the rule
+        holds across kernels sharing this ledger.
+
+        The service reports only a task's model and prompt (``orig_prompt``), never its seed
+        or other parameters; with at most one unresolved create per (backend, model, prompt),
+        a listed task with that prompt can belong to no other run of this ledger, so an
+        ambiguous create is never matched to a sibling's task. (PostgreSQL: the same check
+        under ``SELECT … FOR UPDATE`` of the run, or an advisory lock on the key.)
+
+        Returns ``(outcome, blocker)``: ``"started"``; ``"busy"`` with the run_id of the
+        unresolved create of this key (try later); or ``"gone"`` (the run is no longer
+        QUEUED: cancelled, or taken elsewhere).
+        """
+        cutoff = utc_text(self._now() - max_age)
+        row = self._encode({"status": "SUBMITTING", "sent_at": sent_at}, UPDATABLE)
+        with self._write() as con:
+            me = con.execute("SELECT status, backend, model, prompt FROM runs WHERE run_id = ?",
+                             (run_id,)).fetchone()
+            if me is None:
+                raise RunNotFound(f"no run {run_id!r} in {self.db_path}")
+            if me[0] != "QUEUED":
+                return "gone", None
+            busy = con.execute(
+                "SELECT run_id FROM runs WHERE status = 'SUBMITTING' AND run_id != ? AND "
+                "backend IS ? AND model = ? AND prompt = ? AND created_at >= ? LIMIT 1",
+                (run_id, me[1], me[2], me[3], cutoff)).fetchone()
+            if busy is not None:
+                return "busy", busy[0]
+            self._update(con, run_id, row, " AND status = 'QUEUED'", ())
+            return "started", None
+
+    def unresolved_creates(self, backend: str, model: str, *, exclude: str | None = None,
+                           max_age: timedelta = timedelta(hours=24)) -> int:
+        """How many runs of ``backend`` and ``model`` are SUBMITTING (creates in flight or
+        not yet reconciled), in any kernel sharing this ledger, ``exclude`` aside."""
+        cutoff = utc_text(self._now() - max_age)
+        return int(self._read(
+            "SELECT count(*) FROM runs WHERE status = 'SUBMITTING' AND backend IS ? AND "
+            "model = ? AND run_id != ? AND created_at >= ?",
+            (backend, model, exclude or "", cutoff))[0][0])
+
+    def ambiguous_siblings(self, run_id: str, /, *, window: timedelta) -> int:
+        """Other runs of the same backend, model and prompt with no task whose create is
+        unresolved (SUBMITTING) or was given up as ambiguous, sent within ``window`` of this
+        run's create: their tasks and this run's cannot be told apart. (Never the case for
+        runs created by this version, which keeps one unresolved create per key; a ledger
+        left by an older version, or a forced state, can hold such pairs.)"""
+        me = self.get_run(run_id)
+        if me.get("sent_at") is None:
+            return 0
+        lo, hi = me["sent_at"] - window, me["sent_at"] + window
+        return int(self._read(
+            "SELECT count(*) FROM runs WHERE run_id != ? AND backend IS ? AND model = ? AND "
+            "prompt = ? AND task_id IS NULL AND (status = 'SUBMITTING' OR error_code = "
+            "'AmbiguousCreate') AND sent_at >= ? AND sent_at <= ?",
+            (run_id, me.get("backend"), me["model"], me["prompt"], utc_text(lo),
+             utc_text(hi)))[0][0])
+
+    def known_task_ids(self, backend: str, *, since: datetime) -> set[str]:
+        """Task ids recorded for ``backend`` by runs created since ``since`` (a targeted
+        read for reconciling an ambiguous create, instead of the whole ledger)."""
+        return {r[0] for r in self._read(
+            "SELECT task_id FROM runs WHERE task_id IS NOT NULL AND backend IS ? AND "
+            "created_at >= ?", (backend, utc_text(since)))}
+
     # -- reads -----------------------------------------------------------------------------
 
     def _select(self, where: str = "", params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
