@@ -99,7 +99,7 @@ def test_an_old_row_whose_file_is_gone_still_loads(wav_file):
     assert back.seed == 7 and back.audio == "custom"
     # only asking for the content fingerprint needs the file; that is a clear error, not OSError
     with pytest.raises(ValidationError, match="cannot be read"):
-        back.fingerprint
+        _ = back.fingerprint
 
 
 def _insert_old_row(client, wav_file, experiment="upgrade", variant="speak"):
