@@ -386,3 +386,20 @@ def test_a_steady_stream_of_creates_never_starves_a_reconciliation():
         return bool(finished)
 
     assert asyncio.run(scenario())
+
+
+def test_experiment_retry_download_after_a_truncated_file(tmp_path, make_client):
+    client = make_client()
+    exp = wan_nb.Experiment("refetch", base=SMALL, client=client)
+    exp.grid(seed=[1, 2], prompt=["a kite"])
+    jobs = exp.run()
+    jobs.wait(timeout=120, progress=False)
+    assert all(j.ok for j in jobs)
+    with open(jobs[0].video, "r+b") as f:  # damaged on disk since the download
+        f.truncate(1000)
+    assert not jobs[0].ok and jobs[1].ok
+    again = exp.retry_download()
+    assert [j.run_id for j in again] == [jobs[0].run_id]
+    again.wait(timeout=120, progress=False)
+    assert all(j.ok for j in jobs)
+    assert client.emulator.app.state.emulator.stats()["creates"]["accepted"] == 2

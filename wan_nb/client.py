@@ -380,7 +380,8 @@ class AsyncClient:
     # -- reconciliation of an ambiguous create ------------------------------------------------
     async def find_created_task(self, request: GenerationRequest, sent_at: dt.datetime, *,
                                 exclude: Iterable[str] = (), window: float = 120.0,
-                                others_pending: int = 0) -> TaskSummary | None:
+                                others_pending: int = 0,
+                                siblings_pending: int = 0) -> TaskSummary | None:
         """The task an ambiguous create made, if the list endpoint shows one.
 
         Candidates are tasks of the same model created from just before ``sent_at`` to
@@ -388,7 +389,9 @@ class AsyncClient:
         candidate whose ``orig_prompt`` (reported once a task has ended) equals the request's
         prompt is confirmed, and the one nearest in time wins. An unconfirmed candidate is
         taken only when it is the only one and no other ambiguous create
-        (``others_pending``) could own it.
+        (``others_pending``) could own it. With ``siblings_pending`` other unresolved creates
+        of the very same model and prompt (their tasks would look the same), no candidate is
+        ever taken: only "no task at all" can be decided.
 
         Returns None when there is no candidate at all (no task was made: resubmitting is
         safe once the list was checked after the create's answer was due). Raises
@@ -402,14 +405,28 @@ class AsyncClient:
             model_name=request.model) if t.task_id not in known]
         if not candidates:
             return None
+        if siblings_pending:
+            raise AmbiguousCreateError(
+                f"{len(candidates)} unclaimed tasks of {request.model}, and {siblings_pending} "
+                "other unresolved creates of this same prompt: the service does not report "
+                "seeds, so none is adopted", sent_at=sent_at)
         candidates.sort(key=lambda t: abs(((t.created or sent_at) - sent_at).total_seconds()))
-        unconfirmed = []
+        unconfirmed, confirmed = [], []
         for cand in candidates:
             state = await self.get_task(cand.task_id)
             if state.orig_prompt is None:
                 unconfirmed.append(cand)
             elif state.orig_prompt == request.prompt:
-                return cand
+                confirmed.append(cand)
+        if len(confirmed) == 1:
+            # the caller keeps at most one create per model + prompt unresolved, so a task
+            # with this prompt that no recorded run holds can be no other run's
+            return confirmed[0]
+        if len(confirmed) > 1:
+            raise AmbiguousCreateError(
+                f"{len(confirmed)} unclaimed tasks of {request.model} have this prompt "
+                f"({', '.join(c.task_id for c in confirmed)}); none is adopted, so no run "
+                "gets another's video", sent_at=sent_at)
         if not unconfirmed:
             return None  # every candidate is known to be another request's
         if len(unconfirmed) == 1 and others_pending == 0:
@@ -648,8 +665,14 @@ class Client:
         once. The task is created as soon as the model's submission rate allows, polled in
         the background, and its video downloaded into the store."""
         req = as_request(request, params)
+        self._check_open()
         self.aio.require_key()
         return self.manager.submit(req, experiment=experiment, variant=variant, tags=tags)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise WanError("this client is closed: it takes no more work; call "
+                           "wan_nb.connect() again (recorded runs resume there)")
 
     def generate(self, request: GenerationRequest | str | None = None, *,
                  timeout: float | None = None, **params: Any) -> Any:
@@ -658,7 +681,12 @@ class Client:
 
     def resume(self) -> Any:
         """Re-attach to the unfinished runs of this backend in the store (after a restart)."""
+        self._check_open()
         return self.manager.resume()
+
+    @property
+    def closed(self) -> bool:
+        return self.aio.closed
 
     @property
     def jobs(self) -> Any:
@@ -671,12 +699,14 @@ class Client:
         """The store's runs as a pandas DataFrame."""
         return self.store.to_dataframe(**filters)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 10.0) -> None:
         """Stop background work (jobs stay recorded and resume on the next connect) and
-        close the connection pool."""
+        close the connection pool. Returns within about ``timeout`` seconds whatever a
+        background step is doing; afterwards the client refuses new work."""
+        self.aio.closed = True
         try:
             if self._manager is not None:
-                runtime.run(self._manager.aclose())
-            runtime.run(self.aio.aclose())
+                self._manager.close(timeout=timeout)
+            runtime.run(self.aio.aclose(), timeout=timeout)
         except WanError:
             pass

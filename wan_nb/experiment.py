@@ -230,6 +230,14 @@ class Experiment:
     def wait(self, timeout: float | None = None, *, progress: bool | None = None) -> JobList:
         return self.jobs.wait(timeout, progress=progress)
 
+    def retry_download(self) -> JobList:
+        """Fetch again, in the background, every paid video of this experiment whose
+        download failed or whose file is missing or damaged, while the service's URL is valid
+        (24 h); nothing is created or paid again. Returns the jobs downloading again."""
+        if not self._jobs:
+            self.resume()
+        return self.jobs.retry_download()
+
     def rerun(self, run_id: str, *, freeze_rewrite: bool = True) -> Job:
         """Submit a run again. With ``freeze_rewrite`` the service's rewritten prompt is sent
         as the prompt with ``prompt_extend=False`` and the same seed, which separates the

@@ -119,7 +119,7 @@ class Durations:
                   for ww, hh in [catalog.parse_size(s)]]
         if scaled:
             return statistics.median(scaled)
-        return self.DEFAULT_RUN.get(backend, self.LIVE_DEFAULT_RUN)
+        return self.DEFAULT_RUN.get(backend.split(":")[0], self.LIVE_DEFAULT_RUN)
 
 
 def _utcnow() -> dt.datetime:
@@ -172,7 +172,10 @@ class Job:
 
     @property
     def ok(self) -> bool:
-        return self.status == "SUCCEEDED" and self._row.get("video_path") is not None
+        """SUCCEEDED with its video on disk, as downloaded (size and mtime checked; the
+        sha256 only when they changed)."""
+        return (self.status == "SUCCEEDED" and self._row.get("video_path") is not None
+                and self._manager.store.check_video(self._row).ok)
 
     @property
     def video(self) -> str | None:

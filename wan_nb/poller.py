@@ -20,6 +20,7 @@ import logging
 import os
 import random
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -32,6 +33,7 @@ from .errors import (AmbiguousCreateError, APIError, DownloadError, JobTimeout, 
                      ValidationError, WanError)
 from .jobs import (ACTIVE_SERVICE, Durations, Job, JobList, PollPolicy, _utcnow)
 from .request import GenerationRequest
+from .store_table import StoreError
 from .wire import FINAL_SERVICE_STATUSES, SERVICE_STATUSES, TaskState, TaskSummary
 
 if TYPE_CHECKING:
@@ -376,7 +378,8 @@ class JobManager:
                 if now >= self._next_watch and self._watched:
                     self._next_watch = now + self.policy.watch_interval
                     self._follow_watched()
-                if now - self._last_heartbeat > self.policy.heartbeat:
+                if now - self._last_heartbeat > self.policy.heartbeat \
+                        and not self.store.read_only:
                     self._last_heartbeat = now
                     self.store.heartbeat(self.owner)
                 delay = self._next_wakeup() - time.monotonic()
@@ -408,13 +411,16 @@ class JobManager:
         then once a minute with a count, not every second."""
         self._cycle_failures += 1
         now = time.monotonic()
+        exc = sys.exc_info()[1]
+        # a store error already says what happened and what to do: no traceback for it
+        trace = not isinstance(exc, StoreError)
         if self._cycle_failures == 1:
-            log.exception("wan_nb poller cycle failed (retrying every second; said again "
-                          "once a minute while it lasts)")
+            log.error("wan_nb poller cycle failed (retrying every second; said again once a "
+                      "minute while it lasts): %s", exc, exc_info=trace)
             self._last_failure_log = now
         elif now - self._last_failure_log >= 60.0:
-            log.error("wan_nb poller cycle still failing (%d cycles so far)",
-                      self._cycle_failures, exc_info=True)
+            log.error("wan_nb poller cycle still failing (%d cycles so far): %s",
+                      self._cycle_failures, exc, exc_info=trace)
             self._last_failure_log = now
 
     def _next_wakeup(self) -> float:
