@@ -227,6 +227,9 @@ def test_resume_skips_a_stored_request_that_is_no_longer_valid(tmp_path, make_em
     ok = client.store.insert_run(**{**client.manager._row_for(
         wan_nb.GenerationRequest("fine", seed=2, **SMALL), None, None, ()), "owner": None})
     resumed = make_client(emu, store=tmp_path / "s").resume()
-    assert [j.run_id for j in resumed] == [ok]
-    assert client.store.get_run(run_id)["status"] == "REJECTED"
-    resumed[0].result(timeout=60)
+    assert sorted(j.run_id for j in resumed) == sorted([run_id, ok])
+    gone = next(j for j in resumed if j.run_id == run_id)
+    gone.result(timeout=60, raise_on_error=False)  # refused before its upload or create
+    assert gone.status == "REJECTED" and "voice.wav" in gone.error and not gone.task_id
+    next(j for j in resumed if j.run_id == ok).result(timeout=60)
+    assert emu.app.state.emulator.stats()["creates"]["accepted"] == 1

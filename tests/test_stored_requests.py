@@ -126,8 +126,6 @@ def test_an_old_experiment_still_deduplicates_after_the_upgrade(make_client, wav
     assert client.emulator.app.state.emulator.stats()["creates"]["accepted"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="jobs.py: Job() must read its request with "
-                                       "GenerationRequest.from_params(..., stored=True)")
 def test_resume_works_after_one_runs_audio_file_is_gone(make_client, wav_file, tmp_path):
     client = make_client()
     gone = _insert_old_row(client, wav_file)

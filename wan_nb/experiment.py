@@ -30,7 +30,7 @@ import pandas as pd
 from . import catalog
 from .errors import ValidationError, WanError
 from .jobs import Job, JobList
-from .request import GenerationRequest
+from .request import PARAMETERS, GenerationRequest, check_tags, unknown_parameter
 
 #: runs in these statuses are not reused by run(): they made no video and cost nothing
 RETRYABLE = ("FAILED", "REJECTED", "CANCELED", "UNKNOWN", "EXPIRED")
@@ -65,7 +65,7 @@ class Experiment:
                                              f"not {name!r}")])
         self.name = name
         self.base = dict(base or {})
-        self.tags = list(tags)
+        self.tags = check_tags(tags)
         self._client = client
         self.variants: list[Variant] = []
         self.skipped: list[str] = []
@@ -79,7 +79,10 @@ class Experiment:
                                             "seed=[1, 2, 3]")])
         lists = {}
         for name, values in axes.items():
-            vals = list(values) if not isinstance(values, (str, bytes)) else [values]
+            if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+                vals = [values]  # one value: an axis of one
+            else:
+                vals = list(values)
             if not vals:
                 raise ValidationError([(name, f"axis {name!r} has no values")])
             lists[name] = vals
@@ -107,9 +110,8 @@ class Experiment:
         for v in self.variants:
             params = {**self.base, **v.params}
             params.setdefault("seed", derived_seed(self.name, v.key))
-            unknown = sorted(set(params) - set(GenerationRequest.__dataclass_fields__)
-                             - {"_spec"})
-            errors += [(f"{v.key}: {u}", f"variant {v.key!r}: unknown parameter {u!r}")
+            unknown = sorted(set(params) - set(PARAMETERS))
+            errors += [(f"{v.key}: {u}", f"variant {v.key!r}: {unknown_parameter(u)}")
                        for u in unknown]
             if "prompt" not in params:
                 errors.append((f"{v.key}: prompt", f"variant {v.key!r}: no prompt (give one "

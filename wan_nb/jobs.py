@@ -138,7 +138,8 @@ class Job:
     def __init__(self, manager: JobManager, row: dict[str, Any]):
         self._manager = manager
         self.run_id: str = row["run_id"]
-        self.request = GenerationRequest.from_params(row["request_json"])
+        # a stored request is read back as recorded: no file is touched (pure)
+        self.request = GenerationRequest.from_params(row["request_json"], stored=True)
         self.experiment: str | None = row.get("experiment")
         self.variant: str | None = row.get("variant")
         self._callbacks: list[Callable[[Job], Any]] = []
