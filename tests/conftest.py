@@ -69,7 +69,7 @@ def make_client(tmp_path, make_emulator):
     def make(emu: EmbeddedEmulator | None = None, *, store=None, policy=None, **emu_kw):
         emu = emu or make_emulator(**emu_kw)
         c = wan_nb.Client(emu.api_key, base_url=emu.base_url, backend="emulator",
-                          store=store or tmp_path / "store", policy=policy)
+                          store=store if store is not None else tmp_path / "store", policy=policy)
         c.emulator = emu
         clients.append(c)
         return c

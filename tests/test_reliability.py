@@ -403,3 +403,150 @@ def test_experiment_retry_download_after_a_truncated_file(tmp_path, make_client)
     again.wait(timeout=120, progress=False)
     assert all(j.ok for j in jobs)
     assert client.emulator.app.state.emulator.stats()["creates"]["accepted"] == 2
+
+
+# -- from review: failures of our own steps never strand or re-pay a run ----------------------
+
+class _FlakyStore(wan_nb.Store):
+    """The real store, injected with ``failures[name] = n``: the next n calls of that method
+    (or, for ``update_run``, of updates writing ``only`` fields) raise a StoreError first, as
+    a locked or full ledger does."""
+
+    def __init__(self, root, **failures: int):
+        super().__init__(root)
+        self.failures = dict(failures)
+        self.only: set[str] = set()
+
+    def _maybe_fail(self, name: str, fields=()) -> None:
+        from wan_nb.store_table import StoreError
+
+        if self.failures.get(name, 0) > 0 and (not self.only or self.only & set(fields)):
+            self.failures[name] -= 1
+            raise StoreError(f"injected: the ledger is locked ({name})")
+
+    def known_task_ids(self, *a, **kw):
+        self._maybe_fail("known_task_ids")
+        return super().known_task_ids(*a, **kw)
+
+    def update_run(self, run_id, /, **fields):
+        self._maybe_fail("update_run", fields)
+        return super().update_run(run_id, **fields)
+
+
+def test_a_failing_reconcile_pass_is_retried_not_stranded(tmp_path, make_client):
+    from wan_nb.emulator.faults import FaultConfig
+
+    store = _FlakyStore(tmp_path / "store", known_task_ids=2)
+    # every create makes its task, then the connection drops: always ambiguous
+    client = make_client(store=store, policy=PollPolicy(reconcile_after=0.3),
+                         faults=FaultConfig(seed=1, create_fault_phase="after",
+                                            drop_rate={"create": 1.0}))
+    first = client.submit("a stranded kite", seed=1, **SMALL)
+    sibling = client.submit("a stranded kite", seed=2, **SMALL)  # waits for first's create
+    first.result(timeout=120)
+    assert store.failures["known_task_ids"] == 0  # the failures did happen
+    assert first.ok
+    emulator = client.emulator.app.state.emulator
+    assert emulator.engine.tasks[first.task_id].params["seed"] == 1
+    sibling.result(timeout=120)
+    assert emulator.engine.tasks[sibling.task_id].params["seed"] == 2
+    assert emulator.stats()["creates"]["accepted"] == 2
+
+
+def test_a_paid_video_whose_record_failed_is_downloaded_again_not_failed(tmp_path,
+                                                                        make_client):
+    store = _FlakyStore(tmp_path / "store", update_run=1)
+    store.only = {"video_sha256"}
+    client = make_client(store=store)
+    job = client.submit("a recorded kite", seed=1, **SMALL)
+    job.result(timeout=120)
+    assert store.failures["update_run"] == 0
+    assert job.status == "SUCCEEDED" and job.ok
+    exp_run = client.store.get_run(job.run_id)
+    assert exp_run["video_sha256"] and exp_run["error_code"] is None
+    assert client.emulator.app.state.emulator.stats()["creates"]["accepted"] == 1
+
+
+def test_a_client_closed_before_its_first_job_takes_no_experiment(make_emulator, tmp_path):
+    emu = make_emulator()
+    client = wan_nb.Client(emu.api_key, base_url=emu.base_url, backend="emulator",
+                           store=tmp_path / "store")
+    client.close()
+    exp = wan_nb.Experiment("late", base=SMALL, client=client)
+    exp.grid(seed=[1, 2], prompt=["too late"])
+    with pytest.raises(WanError, match="closed"):
+        exp.run()
+    assert emu.app.state.emulator.stats()["creates"]["accepted"] == 0
+
+
+def test_cancel_after_close_says_the_client_is_closed(make_client):
+    client = make_client(speed=40.0)
+    job = client.submit("a kite", seed=1, **SMALL)
+    client.close()
+    with pytest.raises(WanError, match="closed"):
+        job.cancel()
+
+
+def test_a_run_cancelled_by_another_kernel_wakes_its_owners_waiter(tmp_path, make_emulator,
+                                                                    make_client):
+    emu = make_emulator(speed=40.0)
+    owner = make_client(emu, store=tmp_path / "store")
+    jobs = JobList(owner.submit(f"queue {i}", seed=i, **SMALL) for i in range(12))
+    last = jobs[-1]
+    assert last.status == "QUEUED"  # 12 submissions at 5/s: the last waits its turn
+    results: list[str] = []
+
+    def wait() -> None:
+        last.result(timeout=120, raise_on_error=False)
+        results.append(last.status)
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    other = make_client(emu, store=tmp_path / "store")
+    followed = other.manager.attach(last.run_id)  # owned by a live kernel: followed
+    followed.cancel()
+    assert followed.status == "CANCELED"
+    waiter.join(60)
+    assert results == ["CANCELED"]
+    assert not last.task_id
+
+
+def test_retry_download_twice_starts_one_download(make_client):
+    client = make_client()
+    job = client.generate("a kite twice", seed=1, timeout=120, **SMALL)
+    with open(job.video, "r+b") as f:
+        f.truncate(500)
+    before = client.manager.stats["downloads"]
+    job.retry_download()
+    job.retry_download()  # on its way already (or done): never a second download
+    job.result(timeout=120)
+    assert job.ok and client.manager.stats["downloads"] == before + 1
+
+
+def test_creates_get_through_many_retrying_reconciliations():
+    from wan_nb.poller import _CreateGate
+
+    async def scenario() -> bool:
+        gate = _CreateGate()
+        stop = asyncio.Event()
+
+        async def reconciler() -> None:
+            while not stop.is_set():
+                await gate.reconcile()
+                await asyncio.sleep(0.01)
+                await gate.reconciled()
+                await asyncio.sleep(0.02)
+
+        workers = [asyncio.ensure_future(reconciler()) for _ in range(8)]
+        await asyncio.sleep(0.05)
+
+        async def one_create() -> None:
+            await gate.create()
+            await gate.created()
+
+        finished, _ = await asyncio.wait({asyncio.ensure_future(one_create())}, timeout=5)
+        stop.set()
+        await asyncio.gather(*workers)
+        return bool(finished)
+
+    assert asyncio.run(scenario())

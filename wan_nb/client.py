@@ -380,8 +380,9 @@ class AsyncClient:
     # -- reconciliation of an ambiguous create ------------------------------------------------
     async def find_created_task(self, request: GenerationRequest, sent_at: dt.datetime, *,
                                 exclude: Iterable[str] = (), window: float = 120.0,
-                                others_pending: int = 0,
-                                siblings_pending: int = 0) -> TaskSummary | None:
+                                others_pending: int = 0, siblings_pending: int = 0,
+                                throttle: Callable[[], Awaitable[Any]] | None = None
+                                ) -> TaskSummary | None:
         """The task an ambiguous create made, if the list endpoint shows one.
 
         Candidates are tasks of the same model created from just before ``sent_at`` to
@@ -391,7 +392,8 @@ class AsyncClient:
         taken only when it is the only one and no other ambiguous create
         (``others_pending``) could own it. With ``siblings_pending`` other unresolved creates
         of the very same model and prompt (their tasks would look the same), no candidate is
-        ever taken: only "no task at all" can be decided.
+        ever taken: only "no task at all" can be decided. ``throttle`` is awaited before
+        each request (the caller's query-rate limiter).
 
         Returns None when there is no candidate at all (no task was made: resubmitting is
         safe once the list was checked after the create's answer was due). Raises
@@ -400,9 +402,19 @@ class AsyncClient:
         """
         known = set(exclude)
         start = sent_at - dt.timedelta(seconds=60)  # room for a local clock ahead of the service
-        candidates = [t async for t in self.iter_tasks(
-            start_time=start, end_time=start + dt.timedelta(seconds=window),
-            model_name=request.model) if t.task_id not in known]
+        candidates = []
+        page_no = 1
+        while True:
+            if throttle is not None:
+                await throttle()
+            page = await self.list_tasks(start_time=start,
+                                         end_time=start + dt.timedelta(seconds=window),
+                                         model_name=request.model, page_no=page_no,
+                                         page_size=100)
+            candidates += [t for t in page.tasks if t.task_id not in known]
+            if page_no >= page.total_page or not page.tasks:
+                break
+            page_no += 1
         if not candidates:
             return None
         if siblings_pending:
@@ -413,6 +425,8 @@ class AsyncClient:
         candidates.sort(key=lambda t: abs(((t.created or sent_at) - sent_at).total_seconds()))
         unconfirmed, confirmed = [], []
         for cand in candidates:
+            if throttle is not None:
+                await throttle()
             state = await self.get_task(cand.task_id)
             if state.orig_prompt is None:
                 unconfirmed.append(cand)
@@ -653,6 +667,7 @@ class Client:
     @property
     def manager(self) -> Any:
         if self._manager is None:
+            self._check_open()
             from .poller import JobManager
 
             self._manager = JobManager(self.aio, self.store, policy=self._policy)

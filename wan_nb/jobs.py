@@ -154,6 +154,9 @@ class Job:
         self._unknown = 0
         self._download_tries = 0
         self._starting = False  # a create was started, before the row says SUBMITTING
+        self._failures = 0  # background steps of this job that failed unexpectedly
+        self._cancelling = False
+        self._unattended: str | None = None  # why nothing in this kernel looks after it
 
     # -- state (read anywhere) ---------------------------------------------------------------
     def __getattr__(self, name: str) -> Any:
@@ -246,8 +249,8 @@ class Job:
     async def _wait(self) -> Job:
         """Until the job is done, or nothing looks after it any more (client closed)."""
         closed = self._manager._closed_event
-        if closed is None or self._manager.closed:
-            if not self._manager.closed:
+        if closed is None or self._manager.closed or self._unattended:
+            if not self._manager.closed and not self._unattended:
                 await self._event().wait()
             return self
         done = asyncio.ensure_future(self._event().wait())
@@ -260,6 +263,9 @@ class Job:
         return self
 
     def _raise_if_abandoned(self) -> None:
+        if not self.done and self._unattended:
+            raise WanError(f"job {self.run_id} is {self.status} and nothing in this kernel "
+                           f"looks after it: {self._unattended}")
         if not self.done and self._manager.closed:
             raise WanError(f"job {self.run_id} is {self.status} and nothing looks after it: "
                            "its client was closed. The run stays recorded; wan_nb.connect() "

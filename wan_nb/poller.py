@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import itertools
 import logging
 import os
 import random
@@ -49,18 +50,24 @@ class _CreateGate:
     Reconciling an ambiguous create reads the list endpoint and adopts a task nobody has
     claimed. A create whose answer is still on its way has a task that is on the list but not
     yet recorded, so it would look unclaimed: reconciliation waits until no create of that
-    model is in flight, and holds new ones back while it runs.
+    model is in flight, and holds new ones back while it runs. Waiters are served in arrival
+    order (tickets), so neither a stream of creates nor a stream of reconciliations starves
+    the other.
     """
 
     def __init__(self) -> None:
         self._cond = asyncio.Condition()
         self._creating = 0
         self._reconciling = False
-        self._waiting = 0  # reconciliations waiting: new creates hold back (no starvation)
+        self._tickets = itertools.count()
+        self._waiting: list[int] = []  # tickets of waiting reconciliations, in order
 
     async def create(self) -> None:
         async with self._cond:
-            await self._cond.wait_for(lambda: not self._reconciling and not self._waiting)
+            ticket = next(self._tickets)
+            await self._cond.wait_for(
+                lambda: not self._reconciling and (not self._waiting
+                                                   or self._waiting[0] > ticket))
             self._creating += 1
 
     async def created(self) -> None:
@@ -70,12 +77,13 @@ class _CreateGate:
 
     async def reconcile(self) -> None:
         async with self._cond:
-            self._waiting += 1
+            ticket = next(self._tickets)
+            self._waiting.append(ticket)
             try:
-                await self._cond.wait_for(lambda: not self._reconciling
-                                          and self._creating == 0)
+                await self._cond.wait_for(lambda: not self._reconciling and self._creating == 0
+                                          and self._waiting[0] == ticket)
             finally:
-                self._waiting -= 1
+                self._waiting.remove(ticket)
                 self._cond.notify_all()
             self._reconciling = True
 
@@ -83,7 +91,6 @@ class _CreateGate:
         async with self._cond:
             self._reconciling = False
             self._cond.notify_all()
-
 
 
 class JobManager:
@@ -119,7 +126,10 @@ class JobManager:
         self._watched: set[str] = set()
         self._next_watch = 0.0
         self._cancel_requested: set[str] = set()  # nothing more is created for these
-        self._inflight_downloads: set[str] = set()
+        self._downloads: collections.Counter[str] = collections.Counter()  # chains per run
+        self._reconciling: set[str] = set()  # run ids with a reconcile step running
+        self._heartbeat_task: asyncio.Task | None = None
+        self._failure_logged: dict[str, float] = {}
         self._closed_event: asyncio.Event | None = None
         self._cycle_failures = 0
         self._last_failure_log = 0.0
@@ -193,10 +203,13 @@ class JobManager:
                 job._row = self.store.get_run(run_id)
                 self._register(job)
             else:  # another live kernel looks after it: follow the ledger
+                self._watched.add(run_id)  # before the poller can see the job
                 self.jobs[run_id] = job
-                self._watched.add(run_id)
                 runtime.get_loop().call_soon_threadsafe(self._start_watching)
         else:
+            if not job.done:
+                job._unattended = (f"it belongs to backend {row.get('backend')!r}, not "
+                                   f"{self.backend!r}; connect to that backend to follow it")
             self.jobs[run_id] = job
         return job
 
@@ -206,7 +219,7 @@ class JobManager:
         self._wake_up()
 
     def _check_open(self) -> None:
-        if self.closed:
+        if self.closed or self.aio.closed:
             raise WanError("this client is closed: nothing more can be submitted or looked "
                            "after through it; call wan_nb.connect() again (runs recorded "
                            "so far resume there)")
@@ -245,6 +258,12 @@ class JobManager:
                                   error_message=f"the recorded request is no longer valid: {e}")
             return None
 
+    def _owner_gone(self, row: dict[str, Any]) -> bool:
+        """From a row already read (no write): is its owner dead, or silent too long?"""
+        beat = row.get("owner_heartbeat")
+        return (_owner_dead(row.get("owner")) or beat is None
+                or (_utcnow() - beat).total_seconds() > 3 * self.policy.heartbeat)
+
     def _claim(self, row: dict[str, Any]) -> bool:
         """Take over a run unless another live process looks after it. An owner on this host
         whose process is gone (a killed kernel) is dead at once; elsewhere its heartbeat
@@ -256,6 +275,9 @@ class JobManager:
         """Stop all background work; returns within about ``timeout`` seconds whatever a
         background step is doing (a step that ignores its cancellation is abandoned)."""
         self.closed = True
+        if runtime.in_runtime_thread():  # from a job callback: cannot wait on ourselves
+            asyncio.get_running_loop().create_task(self.aclose())
+            return
         try:
             runtime.run(self.aclose(), timeout=timeout)
         except JobTimeout:
@@ -268,7 +290,8 @@ class JobManager:
         self.closed = True
         if self._closed_event is not None:
             self._closed_event.set()
-        tasks = [t for t in (self._task, *self._inflight) if t is not None and not t.done()]
+        tasks = [t for t in (self._task, self._heartbeat_task, *self._inflight)
+                 if t is not None and not t.done() and t is not asyncio.current_task()]
         for t in tasks:
             t.cancel()
         if tasks:
@@ -314,7 +337,7 @@ class JobManager:
             self._ambiguous.add(job.run_id)
             self._spawn(self._reconcile(job), job)
         elif status == "SUCCEEDED" and not job.done:
-            self._spawn(self._refresh_then_download(job), job)
+            self._start_download(job, refresh=True)
         elif status in ACTIVE_SERVICE:
             job._next_poll = 0.0
         self._wake_up()
@@ -324,6 +347,8 @@ class JobManager:
             return
         if self._closed_event is None:
             self._closed_event = asyncio.Event()
+        if self._heartbeat_task is None or self._heartbeat_task.done():
+            self._heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeats())
         if self._task is None or self._task.done():
             self._wake = asyncio.Event()
             self._dl_sem = asyncio.Semaphore(self.policy.downloads)
@@ -345,29 +370,47 @@ class JobManager:
         self._inflight.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
-            log.error("wan_nb background step failed", exc_info=exc)
-            if job is not None and not job.done:
+            assert exc is not None
+            self._log_failure("background step", exc)
+            if job is not None and not job.done and not self.closed:
                 self._recover(job, exc)
         self._wake_up()
 
     def _recover(self, job: Job, exc: BaseException) -> None:
-        """A step of ``job`` failed unexpectedly: never leave it hanging. A create that may
-        have left is reconciled; anything else ends the job with the error."""
+        """A step of ``job`` failed unexpectedly (a locked or full ledger, a bug): never
+        leave it hanging, and never give up a task that may be paid. A create that may have
+        left is reconciled; a created task keeps being polled; a succeeded one is downloaded
+        again later; only a run that sent nothing ends (REJECTED), after repeated failures."""
+        job._failures += 1
+        delay = min(60.0, 2.0 * 2 ** min(job._failures, 5))
         try:
             self._reload(job)
-            if job.status == "SUBMITTING" and job.run_id not in self._ambiguous:
-                self._ambiguous.add(job.run_id)
-                job._not_before = time.monotonic() + self.policy.reconcile_after
-                self._spawn(self._reconcile(job), job)
-                return
-            if job.status == "SUBMITTING":
-                return  # reconciliation is on it
-            self._finish(job, status="FAILED" if job.task_id else "REJECTED",
-                         error_code="InternalError",
-                         error_message=f"wan_nb could not continue: {type(exc).__name__}: "
-                                       f"{exc}")
-        except Exception:
-            log.exception("could not record the failure of %s", job.run_id)
+        except Exception as e:
+            self._log_failure("reading a run", e)
+        status, why = job.status, f"{type(exc).__name__}: {exc}"
+        try:
+            if status == "SUBMITTING":
+                if job.run_id not in self._reconciling:
+                    self._ambiguous.add(job.run_id)
+                    job._not_before = time.monotonic() + delay
+                    self._spawn(self._reconcile(job), job)
+            elif status == "QUEUED" and job._failures < 5:
+                job._not_before = time.monotonic() + delay
+                self._queue.append(job)
+            elif status == "QUEUED":
+                self._finish(job, status="REJECTED", error_code="InternalError",
+                             error_message=f"wan_nb could not submit it ({why}); nothing "
+                                           "was sent")
+            elif status in ACTIVE_SERVICE and job.task_id:
+                job._next_poll = time.monotonic() + delay
+            elif status == "SUCCEEDED" and job._failures < 5:
+                self._start_download(job, delay=delay)
+            elif status == "SUCCEEDED":
+                self._finish(job, download_error=f"wan_nb could not record the video "
+                                                 f"({why}); job.retry_download() tries again")
+        except Exception as e:
+            self._log_failure("recording a failure", e)
+        self._wake_up()
 
     async def _main(self) -> None:
         while not self.closed:
@@ -378,10 +421,6 @@ class JobManager:
                 if now >= self._next_watch and self._watched:
                     self._next_watch = now + self.policy.watch_interval
                     self._follow_watched()
-                if now - self._last_heartbeat > self.policy.heartbeat \
-                        and not self.store.read_only:
-                    self._last_heartbeat = now
-                    self.store.heartbeat(self.owner)
                 delay = self._next_wakeup() - time.monotonic()
                 if self._cycle_failures:
                     log.warning("wan_nb poller works again after %d failed cycles",
@@ -393,6 +432,29 @@ class JobManager:
                 self._log_cycle_failure()
                 delay = 1.0
             await self._sleep_until_woken(delay)
+
+    async def _heartbeats(self) -> None:
+        """Tell the ledger this kernel is alive, on a timer of its own: a long poll pass
+        (hundreds of queries at 15/s) must not make other kernels think it died."""
+        while not self.closed:
+            if not self.store.read_only:
+                try:
+                    await asyncio.to_thread(self.store.heartbeat, self.owner)
+                except Exception as e:  # a full disk, a locked ledger: said, not fatal
+                    self._log_failure("heartbeat", e)
+            await asyncio.sleep(self.policy.heartbeat)
+
+    def _log_failure(self, what: str, exc: BaseException) -> None:
+        """A failing background step, said once with its traceback (a store error without:
+        it says what to do), then at most once a minute for the same kind."""
+        now = time.monotonic()
+        key = f"{what}:{type(exc).__name__}"
+        last = self._failure_logged.get(key)
+        if last is not None and now - last < 60.0:
+            return
+        self._failure_logged[key] = now
+        log.error("wan_nb %s failed%s: %s", what, "" if last is None else " again", exc,
+                  exc_info=None if isinstance(exc, StoreError) else exc)
 
     async def _sleep_until_woken(self, delay: float) -> None:
         """Sleep up to ``delay`` s or until woken. ``asyncio.wait`` never swallows the
@@ -482,8 +544,8 @@ class JobManager:
     async def _create_inside_gate(self, job: Job) -> None:
         sent_at = _utcnow()
         outcome, blocker = self.store.begin_create(job.run_id, sent_at=sent_at)
-        if outcome == "gone":
-            self._reload(job)
+        if outcome == "gone":  # cancelled or taken over through the ledger meanwhile
+            self._settle(job)
             return
         if outcome == "busy":
             # another kernel sharing this ledger has an unresolved create of this prompt:
@@ -536,6 +598,17 @@ class JobManager:
         job._next_poll = time.monotonic() + self._interval(job)
         self._created(job)
 
+    def _settle(self, job: Job) -> None:
+        """The ledger changed a run behind this kernel's back (another kernel cancelled or
+        took it over): show the change, wake waiters, and follow it if it is not ours."""
+        self._reload(job)
+        self._notify(job)
+        if job.done:
+            job._event().set()
+        elif job._row.get("owner") not in (None, self.owner):
+            self._watched.add(job.run_id)
+            self._next_watch = 0.0
+
     def _created(self, job: Job) -> None:
         """The run's task is known: poll it, or cancel it at once if that was asked."""
         if job.run_id in self._cancel_requested:
@@ -558,20 +631,30 @@ class JobManager:
             self._wake_up()
 
     async def _reconcile(self, job: Job) -> None:
-        """An ambiguous create: find its task in the list endpoint rather than pay twice."""
-        while True:
-            wait = job._not_before - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            gate = self._gates[job.request.model]
-            await gate.reconcile()
-            try:
-                done = await self._reconcile_once(job)
-            finally:
-                await gate.reconciled()
-            if done:
-                return
-            job._not_before = time.monotonic() + self.policy.reconcile_after
+        """An ambiguous create: find its task in the list endpoint rather than pay twice.
+        Keeps trying until it is decided (a failing pass, a locked ledger say, is retried)."""
+        if job.run_id in self._reconciling:
+            return
+        self._reconciling.add(job.run_id)
+        try:
+            while not self.closed:
+                wait = job._not_before - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                gate = self._gates[job.request.model]
+                await gate.reconcile()
+                try:
+                    done = await self._reconcile_once(job)
+                except Exception as e:
+                    self._log_failure("reconciling an ambiguous create", e)
+                    done = False
+                finally:
+                    await gate.reconciled()
+                if done:
+                    return
+                job._not_before = time.monotonic() + self.policy.reconcile_after
+        finally:
+            self._reconciling.discard(job.run_id)
 
     async def _reconcile_once(self, job: Job) -> bool:
         sent_at = job._row.get("sent_at") or _utcnow()
@@ -585,7 +668,8 @@ class JobManager:
         try:
             found = await self.aio.find_created_task(job.request, sent_at, exclude=known,
                                                      others_pending=others,
-                                                     siblings_pending=siblings)
+                                                     siblings_pending=siblings,
+                                                     throttle=self._throttle_queries)
         except AmbiguousCreateError as e:  # candidates exist but cannot be told apart yet
             log.info("reconcile of %s undecided: %s", job.run_id, e)
             age = (_utcnow() - sent_at).total_seconds()
@@ -748,7 +832,7 @@ class JobManager:
             self._update(job, **fields)
             self.durations.learn(self.backend, job.request.model, job.request.size or "",
                                  int(job.request.duration or 0), job._row.get("run_s"))
-            self._spawn(self._download(job), job)
+            self._start_download(job)
             return
         self._update(job, **fields)
         job._next_poll = time.monotonic() + self._interval(job)
@@ -768,27 +852,31 @@ class JobManager:
         return self.policy.interval(remaining, self._rng)
 
     # -- download ----------------------------------------------------------------------------
-    async def _refresh_then_download(self, job: Job) -> None:
-        self._inflight_downloads.add(job.run_id)
+    def _start_download(self, job: Job, *, delay: float = 0.0, refresh: bool = False) -> None:
+        """Runtime thread: download ``job``'s video (after ``delay`` s; first asking the
+        service for a fresh URL when ``refresh``). Counted per run, so a retry never starts a
+        second download into the same file."""
+        self._downloads[job.run_id] += 1
+        self._spawn(self._download_chain(job, delay, refresh), job)
+
+    async def _download_chain(self, job: Job, delay: float, refresh: bool) -> None:
         try:
-            try:
-                state = await self.aio.get_task(job.task_id)
-            except (APIError, TransportError):
-                state = None
-            if state is not None and state.status == "SUCCEEDED" and state.video_url:
-                self._update(job, video_url=state.video_url,
-                             video_url_expires_at=state.video_expires_at)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if refresh:
+                await self._throttle_queries()
+                try:
+                    state = await self.aio.get_task(job.task_id)
+                except (APIError, TransportError):
+                    state = None
+                if state is not None and state.status == "SUCCEEDED" and state.video_url:
+                    self._update(job, video_url=state.video_url,
+                                 video_url_expires_at=state.video_expires_at)
             await self._download(job)
         finally:
-            self._inflight_downloads.discard(job.run_id)
-
-    async def _download_later(self, job: Job, delay: float) -> None:
-        self._inflight_downloads.add(job.run_id)
-        try:
-            await asyncio.sleep(delay)
-        finally:
-            self._inflight_downloads.discard(job.run_id)
-        await self._refresh_then_download(job)
+            self._downloads[job.run_id] -= 1
+            if self._downloads[job.run_id] <= 0:
+                del self._downloads[job.run_id]
 
     async def _download(self, job: Job) -> None:
         assert self._dl_sem is not None
@@ -819,7 +907,7 @@ class JobManager:
                     delay = min(300.0, 5.0 * 2 ** (job._download_tries - 1))
                     log.info("download of %s failed (%s); again in %.0f s", job.run_id, e,
                              delay)
-                    self._spawn(self._download_later(job, delay), job)
+                    self._start_download(job, delay=delay, refresh=True)
                     return
                 self._finish(job, download_error=f"{type(e).__name__}: {e}")
                 return
@@ -859,8 +947,15 @@ class JobManager:
 
     async def _cancel_created(self, job: Job) -> None:
         """Cancel the task of a PENDING job (one request, within the query rate)."""
-        if job.done or job.status != "PENDING" or not job.task_id:
+        if job.done or job.status != "PENDING" or not job.task_id or job._cancelling:
             return
+        job._cancelling = True
+        try:
+            await self._cancel_task(job)
+        finally:
+            job._cancelling = False
+
+    async def _cancel_task(self, job: Job) -> None:
         await self._throttle_queries()
         try:
             await self.aio.cancel_task(job.task_id)
@@ -879,6 +974,7 @@ class JobManager:
             self._finish(job, status="CANCELED", cost_usd=0.0)
 
     async def _cancel(self, job: Job) -> None:
+        self._check_open()
         if job.status in ("RUNNING", "SUCCEEDED") or job.done:
             raise UnsupportedOperationError(
                 400, "UnsupportedOperation", f"job {job.run_id} is {job.status}; only QUEUED "
@@ -909,7 +1005,7 @@ class JobManager:
             if job.done:
                 self._watched.discard(run_id)
                 job._event().set()
-            elif self._claim(row):
+            elif self._owner_gone(row) and self._claim(row):
                 self._watched.discard(run_id)
                 self.stats["taken_over"] += 1
                 log.info("took over %s from %s", run_id, row.get("owner"))
@@ -935,8 +1031,8 @@ class JobManager:
             raise TaskExpired(f"job {job.run_id}: its video URL expired at "
                               f"{expires.isoformat()} (the service keeps results for 24 hours); "
                               "the video cannot be fetched again")
-        if job.run_id in self._inflight_downloads:
-            return True
+        if self._downloads.get(job.run_id):
+            return True  # already on its way
         if not self._claim(job._row):
             raise WanError(f"job {job.run_id} is looked after by another live kernel "
                            f"({job._row.get('owner')}); download it there")
@@ -944,10 +1040,12 @@ class JobManager:
         self.jobs[job.run_id] = job
         self._update(job, download_error=None, video_path=None, video_sha256=None,
                      video_bytes=None)
-        job._done = None  # not done any more: waiters wait for this download
+        if job._done is not None and job._done.is_set():
+            job._done = None  # not done any more: new waiters wait for this download
         job._download_tries = 0
+        job._failures = 0
         self._ensure_running()
-        self._spawn(self._refresh_then_download(job), job)
+        self._start_download(job, refresh=True)
         return True
 
     def _video_intact(self, job: Job) -> bool:
