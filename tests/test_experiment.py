@@ -120,6 +120,7 @@ def test_rerun_with_frozen_rewrite_and_ratings(make_client):
     assert list(r["rating"]) == [4]
 
 
+@pytest.mark.timeout(600)
 def test_experiment_survives_a_kernel_restart(tmp_path):
     """The done-when scenario: a sweep in a real kernel with the embedded emulator, the kernel
     restarted mid-way, the same cell run again: every run ends once, with its video."""

@@ -535,7 +535,7 @@ class AsyncClient:
         return DownloadResult(dest, size, digest)
 
 
-def as_request(request: GenerationRequest | None, params: Mapping[str, Any]
+def as_request(request: GenerationRequest | str | None, params: Mapping[str, Any]
                ) -> GenerationRequest:
     """A :class:`GenerationRequest` from a request, or from a prompt and/or keyword
     parameters."""
