@@ -363,10 +363,10 @@ def test_cancel_of_a_job_being_created_cancels_its_task(make_client):
 def test_a_steady_stream_of_creates_never_starves_a_reconciliation():
     """Creates overlapping back to back (a live service answers in ~1 s at ~5 creates/s)
     must let a waiting reconciliation through, or an ambiguous run would wait forever."""
-    from wan_nb.poller import _CreateGate
+    from wan_nb.reconcile import CreateGate
 
     async def scenario() -> bool:
-        gate = _CreateGate()
+        gate = CreateGate()
         stop = asyncio.Event()
 
         async def creator() -> None:
@@ -524,10 +524,10 @@ def test_retry_download_twice_starts_one_download(make_client):
 
 
 def test_creates_get_through_many_retrying_reconciliations():
-    from wan_nb.poller import _CreateGate
+    from wan_nb.reconcile import CreateGate
 
     async def scenario() -> bool:
-        gate = _CreateGate()
+        gate = CreateGate()
         stop = asyncio.Event()
 
         async def reconciler() -> None:

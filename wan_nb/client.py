@@ -29,6 +29,7 @@ from . import catalog, runtime
 from ._version import __version__
 from .errors import (AmbiguousCreateError, APIError, DownloadError, TaskExpired,
                      ThrottledError, TransportError, ValidationError, WanError, redact)
+from .reconcile import match_created_task
 from .request import GenerationRequest, check_audio_file, file_sha256, local_path
 from .wire import (RetryPolicy, TaskPage, TaskState, TaskSummary, api_error, format_list_time,
                    parse_task, parse_task_page, retryable_status, url_expiry)
@@ -386,14 +387,11 @@ class AsyncClient:
         """The task an ambiguous create made, if the list endpoint shows one.
 
         Candidates are tasks of the same model created from just before ``sent_at`` to
-        ``window`` seconds after, minus ``exclude`` (task ids the caller already knows). A
-        candidate whose ``orig_prompt`` (reported once a task has ended) equals the request's
-        prompt is confirmed, and the one nearest in time wins. An unconfirmed candidate is
-        taken only when it is the only one and no other ambiguous create
-        (``others_pending``) could own it. With ``siblings_pending`` other unresolved creates
-        of the very same model and prompt (their tasks would look the same), no candidate is
-        ever taken: only "no task at all" can be decided. ``throttle`` is awaited before
-        each request (the caller's query-rate limiter).
+        ``window`` seconds after, minus ``exclude`` (task ids the caller already knows); each
+        is queried for its ``orig_prompt`` (reported once a task has ended), and
+        :func:`wan_nb.reconcile.match_created_task` decides (``others_pending``,
+        ``siblings_pending``: see there). ``throttle`` is awaited before each request (the
+        caller's query-rate limiter).
 
         Returns None when there is no candidate at all (no task was made: resubmitting is
         safe once the list was checked after the create's answer was due). Raises
@@ -417,37 +415,17 @@ class AsyncClient:
             page_no += 1
         if not candidates:
             return None
-        if siblings_pending:
-            raise AmbiguousCreateError(
-                f"{len(candidates)} unclaimed tasks of {request.model}, and {siblings_pending} "
-                "other unresolved creates of this same prompt: the service does not report "
-                "seeds, so none is adopted", sent_at=sent_at)
         candidates.sort(key=lambda t: abs(((t.created or sent_at) - sent_at).total_seconds()))
-        unconfirmed, confirmed = [], []
+        seen: list[tuple[TaskSummary, str | None]] = []
         for cand in candidates:
             if throttle is not None:
                 await throttle()
-            state = await self.get_task(cand.task_id)
-            if state.orig_prompt is None:
-                unconfirmed.append(cand)
-            elif state.orig_prompt == request.prompt:
-                confirmed.append(cand)
-        if len(confirmed) == 1:
-            # the caller keeps at most one create per model + prompt unresolved, so a task
-            # with this prompt that no recorded run holds can be no other run's
-            return confirmed[0]
-        if len(confirmed) > 1:
-            raise AmbiguousCreateError(
-                f"{len(confirmed)} unclaimed tasks of {request.model} have this prompt "
-                f"({', '.join(c.task_id for c in confirmed)}); none is adopted, so no run "
-                "gets another's video", sent_at=sent_at)
-        if not unconfirmed:
-            return None  # every candidate is known to be another request's
-        if len(unconfirmed) == 1 and others_pending == 0:
-            return unconfirmed[0]
-        raise AmbiguousCreateError(f"{len(candidates)} unclaimed tasks of {request.model} "
-                                   "could be this create's; waiting until they can be told "
-                                   "apart", sent_at=sent_at)
+            seen.append((cand, (await self.get_task(cand.task_id)).orig_prompt))
+        match = match_created_task(request.prompt, seen, others_pending=others_pending,
+                                   siblings_pending=siblings_pending)
+        if match.kind == "undecided":
+            raise AmbiguousCreateError(f"{request.model}: {match.why}", sent_at=sent_at)
+        return match.task
 
     # -- files -------------------------------------------------------------------------------
     async def upload_file(self, path: str, model: str) -> str:

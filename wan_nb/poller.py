@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
-import itertools
 import logging
 import os
 import random
@@ -33,6 +32,7 @@ from .errors import (AmbiguousCreateError, APIError, DownloadError, JobTimeout, 
                      ThrottledError, TransportError, UnsupportedOperationError,
                      ValidationError, WanError)
 from .jobs import (ACTIVE_SERVICE, Durations, Job, JobList, PollPolicy, _utcnow)
+from .reconcile import CreateGate, create_key
 from .request import GenerationRequest
 from .store_table import StoreError
 from .wire import FINAL_SERVICE_STATUSES, SERVICE_STATUSES, TaskState, TaskSummary
@@ -42,55 +42,6 @@ if TYPE_CHECKING:
     from .store import Store
 
 log = logging.getLogger("wan_nb.jobs")
-
-
-class _CreateGate:
-    """Per model: creates may overlap each other, never a reconciliation.
-
-    Reconciling an ambiguous create reads the list endpoint and adopts a task nobody has
-    claimed. A create whose answer is still on its way has a task that is on the list but not
-    yet recorded, so it would look unclaimed: reconciliation waits until no create of that
-    model is in flight, and holds new ones back while it runs. Waiters are served in arrival
-    order (tickets), so neither a stream of creates nor a stream of reconciliations starves
-    the other.
-    """
-
-    def __init__(self) -> None:
-        self._cond = asyncio.Condition()
-        self._creating = 0
-        self._reconciling = False
-        self._tickets = itertools.count()
-        self._waiting: list[int] = []  # tickets of waiting reconciliations, in order
-
-    async def create(self) -> None:
-        async with self._cond:
-            ticket = next(self._tickets)
-            await self._cond.wait_for(
-                lambda: not self._reconciling and (not self._waiting
-                                                   or self._waiting[0] > ticket))
-            self._creating += 1
-
-    async def created(self) -> None:
-        async with self._cond:
-            self._creating -= 1
-            self._cond.notify_all()
-
-    async def reconcile(self) -> None:
-        async with self._cond:
-            ticket = next(self._tickets)
-            self._waiting.append(ticket)
-            try:
-                await self._cond.wait_for(lambda: not self._reconciling and self._creating == 0
-                                          and self._waiting[0] == ticket)
-            finally:
-                self._waiting.remove(ticket)
-                self._cond.notify_all()
-            self._reconciling = True
-
-    async def reconciled(self) -> None:
-        async with self._cond:
-            self._reconciling = False
-            self._cond.notify_all()
 
 
 class JobManager:
@@ -120,7 +71,7 @@ class JobManager:
         self._dl_sem: asyncio.Semaphore | None = None
         self._last_heartbeat = 0.0
         self._ambiguous: set[str] = set()  # run ids whose create is being reconciled
-        self._gates: dict[str, _CreateGate] = collections.defaultdict(_CreateGate)
+        self._gates: dict[str, CreateGate] = collections.defaultdict(CreateGate)
         # runs of this ledger that another live kernel owns: followed through the store,
         # taken over when that owner dies
         self._watched: set[str] = set()
@@ -505,7 +456,7 @@ class JobManager:
     def _start_submissions(self, now: float) -> None:
         waiting: collections.deque[Job] = collections.deque()
         # at most one unresolved create per (model, prompt): see Store.begin_create
-        busy = {_create_key(j) for j in list(self.jobs.values()) if j.status == "SUBMITTING"}
+        busy = {create_key(j.request) for j in list(self.jobs.values()) if j.status == "SUBMITTING"}
         busy |= self._starting_keys()
         while self._queue:
             job = self._queue.popleft()
@@ -513,20 +464,20 @@ class JobManager:
             if job.status != "QUEUED" or job.run_id in self._cancel_requested:
                 continue  # cancelled while queued
             if (now < job._not_before or now < self._next_create.get(model, 0.0)
-                    or _create_key(job) in busy):
+                    or create_key(job.request) in busy):
                 waiting.append(job)
                 continue
             rate = catalog.get_model(model).submissions_per_s
             # a margin over the documented rate: the service counts in a sliding one-second
             # window, and requests leave a little later than they are started
             self._next_create[model] = now + self.policy.create_spacing / rate
-            busy.add(_create_key(job))
+            busy.add(create_key(job.request))
             job._starting = True
             self._spawn(self._create(job), job)
         self._queue = waiting
 
     def _starting_keys(self) -> set[tuple[str, str]]:
-        return {_create_key(j) for j in list(self.jobs.values()) if j._starting}
+        return {create_key(j.request) for j in list(self.jobs.values()) if j._starting}
 
     async def _create(self, job: Job) -> None:
         gate = self._gates[job.request.model]
@@ -1080,12 +1031,6 @@ class JobManager:
                 cb(job)
             except Exception:
                 log.exception("job callback failed")
-
-
-def _create_key(job: Job) -> tuple[str, str]:
-    """What the service tells of a task: its model and (once ended) its prompt. Two runs
-    with the same key cannot be told apart in the task list, so their creates never overlap."""
-    return job.request.model, job.request.prompt
 
 
 def _owner_dead(owner: str | None) -> bool:
