@@ -34,9 +34,12 @@ LABELS = [  # base URL → (region, backend)
     ("https://ws-8f2a.cn-beijing.maas.aliyuncs.com", "beijing", "live:beijing"),
     ("https://ws-8f2a.us-east-1.maas.aliyuncs.com", "virginia", "live:virginia"),
     ("https://ws-8f2a.eu-central-1.maas.aliyuncs.com", None, "live:eu-central-1"),
-    ("http://127.0.0.1:8765/api/v1/", None, "custom:127.0.0.1"),
-    ("http://LocalHost:9999", None, "custom:localhost"),
-    ("https://gateway.example.com:8443/dashscope", None, "custom:gateway.example.com"),
+    # any other server keeps the name earlier versions gave it (host, port and path):
+    # two forwarders on one host, or a gateway routing paths to two accounts, stay apart
+    ("http://127.0.0.1:8765/api/v1/", None, "custom:127.0.0.1:8765"),
+    ("http://LocalHost:9999", None, "custom:LocalHost:9999"),
+    ("https://gateway.example.com:8443/dashscope", None,
+     "custom:gateway.example.com:8443/dashscope"),
 ]
 
 
@@ -77,7 +80,7 @@ def plain_server() -> Iterator[str]:
 def test_a_server_that_is_not_an_emulator_is_named_by_host(plain_server: str) -> None:
     client = Client(KEY, base_url=plain_server + "/api/v1")
     try:
-        assert client.backend == "custom:127.0.0.1"
+        assert client.backend == "custom:" + plain_server.split("//")[1]
         assert len(_NotAnEmulator.seen) == 1  # asked once, without the key
         assert "authorization" not in _NotAnEmulator.seen[0]
     finally:
@@ -95,7 +98,7 @@ def test_an_emulator_in_process_names_itself(tmp_path: Path) -> None:
             client.close()
     # the bare async client never blocks to ask (it keeps no store); it can be asked to
     aio = AsyncClient(KEY, base_url="http://127.0.0.1:1")
-    assert aio.backend == "custom:127.0.0.1"
+    assert aio.backend == "custom:127.0.0.1:1"
     asked = asyncio.run(aio.config.identify(httpx.ASGITransport(app=app)))
     assert asked.backend == f"emulator:{ident}" and asked.api_key is aio.config.api_key
 
@@ -168,3 +171,28 @@ def test_restarted_on_another_port_and_reached_as_localhost_pays_nothing(tmp_pat
         assert second.creates() == 0  # nothing paid again
     finally:
         second.stop()
+
+
+def test_runs_filed_under_the_urls_name_join_the_emulator_once_it_answers(tmp_path: Path
+                                                                          ) -> None:
+    """Runs recorded under ``custom:<host:port>`` (by wan_nb 0.1, or while the emulator did
+    not answer) are renamed when the emulator says who it is: matched, not paid again."""
+    from wan_nb import Experiment, Store
+
+    app = create_app(api_keys=(KEY,), data_dir=tmp_path / "emu", render=False)
+    store = Store(tmp_path / "store")
+    from wan_nb.request import GenerationRequest
+
+    req = GenerationRequest("old", model="wan2.5-t2v-preview", size="832*480", seed=1)
+    store.insert_run(model=req.model, prompt=req.prompt, size=req.size, width=req.width,
+                     height=req.height, duration=req.duration, seed=req.seed,
+                     fingerprint=req.fingerprint, request_json=req.stored_json(),
+                     status="FAILED", backend="custom:127.0.0.1:8765", experiment="old")
+    client = Client(KEY, base_url="http://127.0.0.1:8765/api/v1",
+                    transport=httpx.ASGITransport(app=app), store=store)
+    try:
+        assert client.backend.startswith("emulator:")
+        assert [r["backend"] for r in client.store.runs()] == [client.backend]
+        assert len(Experiment("old", client=client).resume()) == 1
+    finally:
+        client.close()

@@ -321,7 +321,7 @@ def test_configuration_precedence(monkeypatch):
     assert Config.resolve("sk-arg", env=env).api_key.reveal() == "sk-arg"
     assert Config.resolve(region="virginia", env=env).base_url == catalog.REGIONS["virginia"]
     assert Config.resolve(base_url="http://127.0.0.1:9/api/v1/", env={}).backend == \
-        "custom:127.0.0.1"
+        "custom:127.0.0.1:9"
     assert Config.resolve(env={}).base_url == catalog.REGIONS["singapore"]
     with pytest.raises(Exception, match="unknown"):
         Config.resolve(region="mars", env={})

@@ -16,6 +16,7 @@ instead of creating a second, paid one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import os
 import random
@@ -90,9 +91,13 @@ class Config:
       versus ``127.0.0.1`` is the same backend;
     - ``emulator`` for the one :func:`wan_nb.connect` embeds (its data lives inside the
       store, one per store, and earlier runs are already recorded under that name);
-    - ``custom:<host>`` for any other server (a gateway or proxy): the host without the
-      port, since a service is named by its host (TLS certificates are per host) and a
-      local forwarder moved to another port still reaches the same account.
+    - ``custom:<host:port/path>`` for any other server (a gateway or proxy), spelled as
+      before (two forwarders on one host, or one gateway routing paths to two accounts,
+      stay apart), and for an emulator that did not answer when asked.
+
+    ``legacy_backend`` is the name an earlier wan_nb version gave the same URL
+    (``custom:<host:port/path>``) when it differs: :class:`Client` renames such rows of its
+    store once the service has said who it is, so earlier runs are still matched.
     """
 
     api_key: Secret
@@ -100,6 +105,7 @@ class Config:
     region: str | None
     backend: str
     ask_identity: bool = False  # a custom URL whose server has not yet said who it is
+    legacy_backend: str | None = None
 
     #: DashScope's region ids (workspace hosts, ``DASHSCOPE_API_REGION``) → our region names
     REGION_IDS: ClassVar[dict[str, str]] = {"ap-southeast-1": "singapore",
@@ -118,16 +124,22 @@ class Config:
             base_url = (os.environ if env is None else env).get("DASHSCOPE_HTTP_BASE_URL") \
                 or None
         env = None
+        legacy = None
         if base_url is not None:
             base = base_url.rstrip("/").removesuffix("/api/v1")
             found, label = cls.name_of(base, "base_url")
             region = found or region
+            old = "custom:" + base.split("//", 1)[1]  # what wan_nb <= 0.1 named this URL
+            legacy = old if old != label and label.startswith("live:") else None
+            if label.startswith("custom:"):
+                legacy = old  # an emulator answering later is renamed from this
         else:
             region = region or catalog.DEFAULT_REGION
             base = catalog.base_url_for(region)
             label = f"live:{region}"
         return cls(api_key, base, region, backend or label,
-                   ask_identity=backend is None and label.startswith("custom:"))
+                   ask_identity=backend is None and label.startswith("custom:"),
+                   legacy_backend=None if backend is not None else legacy)
 
     @classmethod
     def name_of(cls, base: str, field: str = "base_url") -> tuple[str | None, str]:
@@ -136,7 +148,7 @@ class Config:
         >>> Config.name_of("https://ws-1.ap-southeast-1.maas.aliyuncs.com")
         ('singapore', 'live:singapore')
         >>> Config.name_of("http://LocalHost:8765")
-        (None, 'custom:localhost')
+        (None, 'custom:LocalHost:8765')
         """
         if not base.startswith(("http://", "https://")):
             raise ValidationError([(field, f"{field} {base!r} must start with http:// or "
@@ -157,14 +169,15 @@ class Config:
         if host.endswith(suffix) and len(parts) == 2 and all(parts):
             region = cls.REGION_IDS.get(parts[1], parts[1])
             return (region if region in catalog.REGIONS else None), f"live:{region}"
-        return None, f"custom:{host}"
+        return None, "custom:" + base.split("//", 1)[1]
 
     async def identify(self, transport: httpx.AsyncBaseTransport | None = None,
                        timeout: float = 10.0) -> Config:
         """This configuration named by the server itself: a wan_nb emulator answers with its
-        instance id (``emulator:<id>``); any other server keeps ``custom:<host>``. One
-        ``GET {base}/`` without the key. Raises :class:`TransportError` when nobody answers:
-        guessing would file runs under a name that a later session does not match."""
+        instance id (``emulator:<id>``); any other server keeps ``custom:<host:port/path>``.
+        One ``GET {base}/`` without the key. When nobody answers (a gateway offline, an
+        emulator not started yet) the name stays ``custom:…``, with a warning; rows filed
+        under it are renamed the next time the emulator answers."""
         if not self.ask_identity:
             return self
         try:
@@ -172,14 +185,18 @@ class Config:
                                          headers={"User-Agent": USER_AGENT},
                                          follow_redirects=False) as http:
                 resp = await http.get(self.base_url + "/")
-        except httpx.HTTPError as e:
-            raise TransportError(f"could not ask {self.base_url} who it is ({e!r}); start the "
-                                 "server, or name it yourself with backend='...'") from e
+        except Exception as e:  # any failure of the question: keep the URL's name
+            import logging
+
+            logging.getLogger("wan_nb").warning(
+                "could not ask %s who it is (%s); its runs are filed under %s", self.base_url,
+                redact(f"{type(e).__name__}: {e}"), self.backend)
+            return self
         ident = resp.headers.get(self.IDENTITY_HEADER, "").strip().lower()
         label = self.backend
         if 8 <= len(ident) <= 64 and all(c in "0123456789abcdef" for c in ident):
             label = f"emulator:{ident}"
-        return Config(self.api_key, self.base_url, self.region, label)
+        return dataclasses.replace(self, backend=label, ask_identity=False)
 
 
 @dataclass(frozen=True)
@@ -597,7 +614,8 @@ class Client:
         self._manager: Any = None
         if self.aio.config.ask_identity:
             # asked once, here: the job manager and experiments read the backend as built
-            self.aio.config = runtime.run(self.aio.config.identify(self.aio._transport))
+            self.aio.config = runtime.run(self.aio.config.identify(
+                self.aio._transport, timeout=min(10.0, self.aio.timeout)))
 
     def __repr__(self) -> str:
         config = getattr(getattr(self, "aio", None), "config", None)  # may be half-built
@@ -639,7 +657,13 @@ class Client:
             from .store import Store
 
             arg = self._store_arg
-            self._store = arg if isinstance(arg, Store) else Store(arg)
+            store = arg if isinstance(arg, Store) else Store(arg)
+            legacy = self.aio.config.legacy_backend
+            if legacy and legacy != self.backend and not store.read_only:
+                # runs an earlier version (or an unanswered question) filed under the URL's
+                # spelling belong to the service that has now said who it is
+                store.rename_backend(legacy, self.backend)
+            self._store = store
         return self._store
 
     @property

@@ -671,6 +671,13 @@ class Store:
             (run_id, me.get("backend"), me["model"], me["prompt"], utc_text(lo),
              utc_text(hi)))[0][0])
 
+    def rename_backend(self, old: str, new: str) -> int:
+        """File every run recorded under backend ``old`` under ``new`` (the same service,
+        named as this version names it); returns how many."""
+        with self._write() as con:
+            return con.execute("UPDATE runs SET backend = ? WHERE backend = ?",
+                               (new, old)).rowcount
+
     def known_task_ids(self, backend: str, *, since: datetime) -> set[str]:
         """Task ids recorded for ``backend`` by runs created since ``since`` (a targeted
         read for reconciling an ambiguous create, instead of the whole ledger)."""
