@@ -10,11 +10,13 @@ import threading
 import httpx
 import pytest
 
+import wan_nb
 from wan_nb import catalog
 from wan_nb.client import AsyncClient, Client, Config
 from wan_nb.errors import (AmbiguousCreateError, APIError, AuthenticationError, BillingError,
                            ContentRejectedError, InvalidRequestError, ServerError,
-                           ThrottledError, TransportError, UnsupportedOperationError)
+                           ThrottledError, TransportError, UnsupportedOperationError,
+                           ValidationError)
 from wan_nb.request import GenerationRequest
 from wan_nb.wire import RetryPolicy, parse_retry_after
 
@@ -407,3 +409,14 @@ def test_the_key_is_not_in_traceback_locals():
     text = "".join(traceback.TracebackException.from_exception(
         info.value, capture_locals=True).format())
     assert "headers" in text and KEY not in text
+
+
+@pytest.mark.parametrize("kwargs", [{"base_url": "http://127.0.0.1:8765"}, {"region": "beijing"},
+                                    {"backend": "x"}])
+def test_connect_without_a_key_refuses_arguments_that_name_another_service(kwargs, tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValidationError, match="no API key"):
+        wan_nb.connect(**kwargs)
+    assert list(tmp_path.iterdir()) == []  # nothing started, nothing written

@@ -392,3 +392,26 @@ def test_check_video_of_a_read_only_store_does_not_write(tmp_path):
         with pytest.raises(StoreError):
             store.read_only_reason = "test"
             store.update_run(rid, rating=1)
+
+
+@pytest.mark.skipif(not CAN_DROP_PRIVILEGES, reason="needs setpriv to test permissions as root")
+def test_connect_without_a_key_reads_a_read_only_store(tmp_path, unlock):
+    """The default start (no key: the embedded emulator) on a ledger this user may only
+    read: it opens, reads and says so; nothing is written into the store."""
+    root = tmp_path / "ro"
+    filled_store(root, 5)
+    lock_down(root / "ledger.sqlite3", root / "videos", root)
+    unlock.append(root)
+    before = tree_digest(root)
+    result = unprivileged(f"""
+        import io, contextlib, wan_nb
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            client = wan_nb.connect(store={str(root)!r})
+        try:
+            result = [len(client.to_dataframe()), out.getvalue()]
+        finally:
+            client.close()
+    """)
+    assert result[0] == 5 and "read-only" in result[1]
+    assert tree_digest(root) == before

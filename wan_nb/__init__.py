@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from ._version import __version__
@@ -81,8 +82,27 @@ def connect(api_key: str | Secret | None = None, *, region: str | None = None,
             emu_speed = parse_speed(speed or "fast")
         except ValueError as e:
             raise ValidationError([("speed", str(e))]) from None
+        clash = [(name, f"{name}= names another service, but no API key was given, so "
+                        "connect() would use its embedded emulator; pass api_key= too (a CLI "
+                        "emulator prints its key), or leave it out")
+                 for name, value in (("base_url", base_url), ("region", region),
+                                     ("backend", kwargs.get("backend")),
+                                     ("config", kwargs.get("config")),
+                                     ("async_client", kwargs.get("async_client")))
+                 if value is not None]
+        if clash:
+            raise ValidationError(clash)
         the_store = store if isinstance(store, Store) else Store(store)
-        emu = start_embedded(data_dir=the_store.root / ".emulator", speed=emu_speed)
+        if the_store.read_only:
+            # a read-only ledger can be read, not written: its emulator lives elsewhere
+            # and nothing is resumed
+            import tempfile
+
+            data_dir = Path(tempfile.mkdtemp(prefix="wan_nb-emulator-"))
+            resume = False
+        else:
+            data_dir = the_store.root / ".emulator"
+        emu = start_embedded(data_dir=data_dir, speed=emu_speed)
         emu_key = Secret(emu.api_key)
         # The embedded emulator keeps the label "emulator", not "emulator:<id>": its data
         # lives inside this store (one emulator per store, so the name is unambiguous) and
@@ -94,7 +114,9 @@ def connect(api_key: str | Secret | None = None, *, region: str | None = None,
         if not quiet:
             print(f"wan_nb {__version__}: no DASHSCOPE_API_KEY, so this session uses the offline "
                   f"emulator at {emu.base_url}\n(synthetic videos, nothing billed).\n"
-                  f"Runs are recorded in {the_store.root}", file=sys.stdout)
+                  + (f"The store {the_store.root} is read-only: its runs can be read, "
+                     "not added to." if the_store.read_only else
+                     f"Runs are recorded in {the_store.root}"), file=sys.stdout)
     if resume:
         client.resume()
     return client
