@@ -550,3 +550,26 @@ def test_creates_get_through_many_retrying_reconciliations():
         return bool(finished)
 
     assert asyncio.run(scenario())
+
+
+def test_an_ambiguous_create_given_up_is_not_sent_again_by_rerunning_the_cell(tmp_path,
+                                                                             make_emulator):
+    """A run FAILED as AmbiguousCreate may have a paid task: re-running the experiment cell
+    (retry_failed, the default) must not pay for it again; force=True still re-rolls."""
+    emu = make_emulator()
+    store = wan_nb.Store(tmp_path / "store")
+    client = wan_nb.Client(emu.api_key, base_url=emu.base_url, backend="emulator",
+                           store=store)
+    try:
+        exp = wan_nb.Experiment("given-up", base=SMALL, client=client)
+        exp.grid(seed=[1], prompt=["an undecided kite"])
+        [job] = exp.run()
+        job.result(timeout=120)
+        client.store.update_run(job.run_id, status="FAILED", error_code="AmbiguousCreate",
+                                error_message="could not tell", task_id=None)
+        assert exp.estimate()["new_runs"] == 0
+        [again] = exp.run()
+        assert again.run_id == job.run_id
+        assert emu.app.state.emulator.stats()["creates"]["accepted"] == 1
+    finally:
+        client.close()

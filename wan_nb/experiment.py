@@ -34,6 +34,13 @@ from .request import PARAMETERS, GenerationRequest, check_tags, unknown_paramete
 
 #: runs in these statuses are not reused by run(): they made no video and cost nothing
 RETRYABLE = ("FAILED", "REJECTED", "CANCELED", "UNKNOWN", "EXPIRED")
+# a FAILED run with one of these codes may have a paid task on the service: never re-sent by
+# retry_failed (force=True still re-rolls it)
+NEVER_RETRIED_CODES = ("AmbiguousCreate",)
+
+
+def _retryable(row: Mapping[str, Any]) -> bool:
+    return row["status"] in RETRYABLE and row.get("error_code") not in NEVER_RETRIED_CODES
 
 
 @dataclass(frozen=True)
@@ -146,7 +153,7 @@ class Experiment:
         rows = [r for r in self.store.runs(experiment=self.name,
                                            fingerprint=request.fingerprint)
                 if r.get("backend") == self.client.backend]
-        reusable = [r for r in rows if r["status"] not in RETRYABLE]
+        reusable = [r for r in rows if not _retryable(r)]
         return (reusable or rows or [None])[-1]
 
     # -- running -----------------------------------------------------------------------------
@@ -154,8 +161,8 @@ class Experiment:
         """What :meth:`run` would do, before anything is paid: how many runs are new, their
         estimated cost (catalog prices, estimates) and an ETA from learned run times."""
         reqs = self.requests()
-        new = [(k, r) for k, r in reqs if (self._existing(r) or {}).get("status")
-               in (None, *RETRYABLE)]
+        new = [(k, r) for k, r in reqs
+               if (row := self._existing(r)) is None or _retryable(row)]
         cost = sum(r.estimated_cost or 0.0 for _, r in new)
         durations = self.client.manager.durations
         eta = 0.0
@@ -193,7 +200,7 @@ class Experiment:
         jobs = JobList()
         for key, request in reqs:
             row = None if force else self._existing(request)
-            if row is not None and not (retry_failed and row["status"] in RETRYABLE):
+            if row is not None and not (retry_failed and _retryable(row)):
                 job = manager.attach(row["run_id"])
             else:
                 cost = request.estimated_cost or 0.0
@@ -205,7 +212,8 @@ class Experiment:
                 # same cell right now, so the store re-checks and inserts in one step
                 job = manager.submit(request, experiment=self.name, variant=key,
                                      tags=self.tags, dedupe=not force,
-                                     reuse_unless=RETRYABLE if retry_failed else ())
+                                     reuse_unless=RETRYABLE if retry_failed else (),
+                                     always_reuse_codes=NEVER_RETRIED_CODES)
             self._jobs[key] = job
             jobs.append(job)
         return jobs

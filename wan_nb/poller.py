@@ -90,11 +90,13 @@ class JobManager:
     # -- public (any thread) -----------------------------------------------------------------
     def submit(self, request: GenerationRequest, *, experiment: str | None = None,
                variant: str | None = None, tags: Iterable[str] = (), dedupe: bool = False,
-               reuse_unless: Iterable[str] = ()) -> Job:
+               reuse_unless: Iterable[str] = (), always_reuse_codes: Iterable[str] = ()
+               ) -> Job:
         """Record the run (status QUEUED) and hand it to the poller. Returns at once.
 
         With ``dedupe=True``, a run already recorded with the same experiment, fingerprint and
-        backend (in a status not in ``reuse_unless``) is attached instead of created: the
+        backend (in a status not in ``reuse_unless``, or with an error code in
+        ``always_reuse_codes``) is attached instead of created: the
         look-up and the insert are one step in the store, so kernels racing on the same cell
         create it once."""
         self._check_open()
@@ -102,8 +104,9 @@ class JobManager:
             raise ValidationError([("request", "expected a GenerationRequest")])
         row = self._row_for(request, experiment, variant, tags)
         if dedupe:
-            run_id, created = self.store.insert_run_once(reuse_unless=tuple(reuse_unless),
-                                                         **row)
+            run_id, created = self.store.insert_run_once(
+                reuse_unless=tuple(reuse_unless), always_reuse_codes=tuple(always_reuse_codes),
+                **row)
             if not created:
                 return self.attach(run_id)
         else:

@@ -498,13 +498,16 @@ class Store:
             return self._insert_rows(con, [row])[0]
 
     def insert_run_once(self, *, reuse_unless: Sequence[str] = (),
+                        always_reuse_codes: Sequence[str] = (),
                         **fields: Any) -> tuple[str, bool]:
         """Add a run unless one with the same ``experiment``, ``fingerprint`` and ``backend``
         is already recorded, in one step across processes. Returns ``(run_id, created)``:
         the new run's id and True, or the newest matching run's id and False.
 
         Runs whose status is in ``reuse_unless`` (e.g. FAILED: no video, nothing paid) do not
-        count, so such a variant is created again. Two kernels running the same Experiment
+        count, so such a variant is created again, except runs whose ``error_code`` is in
+        ``always_reuse_codes`` (an AmbiguousCreate: its task may exist and be paid). Two
+        kernels running the same Experiment
         cell at the same moment therefore create each variant once::
 
             rid, created = store.insert_run_once(reuse_unless=("FAILED",), experiment="cats",
@@ -519,8 +522,10 @@ class Store:
                                                    "fingerprint to find an earlier run")])
         row = self._prepare_insert(fields, self._now())
         marks = ", ".join("?" * len(skip))
+        codes = tuple(always_reuse_codes)
+        keep = f" OR error_code IN ({', '.join('?' * len(codes))})" if codes else ""
         sql = ("SELECT run_id FROM runs WHERE fingerprint = ? AND experiment IS ? AND "
-               f"backend IS ?{f' AND status NOT IN ({marks})' if skip else ''} "
+               f"backend IS ?{f' AND (status NOT IN ({marks}){keep})' if skip else ''} "
                "ORDER BY created_at DESC, rowid DESC LIMIT 1")
         # BEGIN IMMEDIATE takes SQLite's one write lock before the look-up, and every other
         # process's write transaction waits for it: look-up and insert are one atomic step.
@@ -530,7 +535,8 @@ class Store:
         # several live runs per key.)
         with self._write() as con:
             found = con.execute(sql, (row["fingerprint"], row.get("experiment"),
-                                      row.get("backend"), *skip)).fetchone()
+                                      row.get("backend"), *skip,
+                                      *(codes if skip else ()))).fetchone()
             if found is not None:
                 return found[0], False
             return self._insert_rows(con, [row])[0], True
