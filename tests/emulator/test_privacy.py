@@ -75,10 +75,23 @@ def assert_no_key(data_dir: Path, *keys: str) -> None:
             assert key.encode() not in raw and key[3:].encode() not in raw, p.name
 
 
-async def test_database_is_private_and_holds_hashes(tmp_path: Path) -> None:
-    data_dir = tmp_path / "emu"
-    data_dir.mkdir(mode=0o755)  # an existing, world-readable folder is tightened
+async def test_a_folder_the_user_named_keeps_its_mode_the_files_are_private(
+        tmp_path: Path) -> None:
+    data_dir = tmp_path / "mine"  # e.g. --data-dir . : the user's own folder
+    data_dir.mkdir(mode=0o755)
     data_dir.chmod(0o755)
+    app = create_app(api_keys=None, data_dir=data_dir, render=False, speed=0.0)
+    async with client(app) as c:
+        r = await c.post(CREATE, json=body(), headers=headers(ALICE))
+        assert r.status_code == 200, r.text
+    await app.state.emulator.aclose()
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o755
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files_of(data_dir))
+    assert_no_key(data_dir, ALICE)
+
+
+async def test_database_is_private_and_holds_hashes(tmp_path: Path) -> None:
+    data_dir = tmp_path / "emu"  # made by the emulator: owner-only
     app = create_app(api_keys=None, data_dir=data_dir, render=False, speed=0.0)
     async with client(app) as c:
         for key in (ALICE, BOB):

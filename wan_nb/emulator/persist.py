@@ -43,10 +43,14 @@ def is_account_id(value: Any) -> bool:
 
 
 def private_dir(path: Path) -> Path:
-    """``path`` created (with parents) and made owner-only: it holds tasks, results, uploads
-    and the signing secret."""
+    """``path`` created (with parents) owner-only: it holds tasks, results, uploads and the
+    signing secret. An existing folder is tightened only when it is the emulator's own (it
+    holds its task database): a folder the user named (``--data-dir .``) keeps its mode,
+    while every file the emulator writes is owner-only anyway."""
+    existed = path.is_dir()
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+    ours = not existed or (path / "tasks.sqlite3").exists()
+    if ours and stat.S_IMODE(path.stat().st_mode) & 0o077:
         os.chmod(path, 0o700)
     return path
 
