@@ -415,3 +415,46 @@ def test_connect_without_a_key_reads_a_read_only_store(tmp_path, unlock):
     """)
     assert result[0] == 5 and "read-only" in result[1]
     assert tree_digest(root) == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and setpriv: a reader without write permission beside "
+                           "a writer")
+def test_a_read_only_reader_sees_what_a_writer_commits_later(tmp_path, unlock):
+    """A reader that opened the ledger read-only (immutable: no WAL then) must not keep
+    showing the rows of that moment after a writer commits more."""
+    root = tmp_path / "ro"
+    filled_store(root, 3)
+    lock_down(root / "ledger.sqlite3", root)
+    unlock.append(root)
+    ready, written = tmp_path / "ready", tmp_path / "written"
+    reader = subprocess.Popen(
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--",
+         sys.executable, "-c", textwrap.dedent(f"""
+            import pathlib, time
+            from wan_nb.store import Store
+            store = Store({str(root)!r})
+            first = len(store)
+            pathlib.Path({str(ready)!r}).touch()
+            deadline = time.monotonic() + 60
+            while not pathlib.Path({str(written)!r}).exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            print(store.read_only, first, len(store), len(store.to_dataframe()))
+        """)] if os.geteuid() == 0 else [sys.executable, "-c", "print('skip')"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and time.monotonic() < deadline and reader.poll() is None:
+            time.sleep(0.05)
+        assert ready.exists(), reader.stderr.read()
+        with Store(root) as writer:  # root writes despite the modes, as another user could
+            writer.insert_runs([{"experiment": "e", "prompt": f"later {i}", "seed": i}
+                                for i in range(50)])
+        written.touch()
+        out, err = reader.communicate(timeout=60)
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.communicate()
+    assert out.split() == ["True", "3", "53", "53"], err

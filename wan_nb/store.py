@@ -160,6 +160,7 @@ class Store:
         self._columns: frozenset[str] = frozenset(STORED)
         #: why this store cannot be written (None when it can); reading works either way
         self.read_only_reason: str | None = None
+        self._ro_seen: tuple[Any, ...] = ()
         self._prepare_root()
         with self._lock:
             self._connect()
@@ -202,10 +203,15 @@ class Store:
     def _connect(self) -> sqlite3.Connection:
         """The shared connection (opened lazily; reopened in a forked child)."""
         if self._con is not None and self._pid == os.getpid():
-            return self._con
+            if not self.read_only or self._ro_seen == self._files_signature():
+                return self._con
+            # a read-only connection may be `immutable` (it never sees a writer's commits):
+            # reopened whenever the files changed, so readers never see stale rows
+            self._con.close()
         # A connection inherited through fork() must not be used or closed in the child.
         self._con = None
         if self.read_only:
+            self._ro_seen = self._files_signature()
             con = self._connect_read_only()
             self._con, self._pid = con, os.getpid()
             return con
@@ -235,6 +241,17 @@ class Store:
 
     def _check_version(self, con: sqlite3.Connection) -> int:
         return check_version(con, self.db_path, SCHEMA_VERSION)
+
+    def _files_signature(self) -> tuple[Any, ...]:
+        """Size and mtime of the ledger and its WAL (what changes when someone writes)."""
+        out: list[Any] = []
+        for path in (self.db_path, self.db_path.with_name(self.db_path.name + "-wal")):
+            try:
+                st = path.stat()
+                out += [st.st_size, st.st_mtime_ns]
+            except OSError:
+                out += [None, None]
+        return tuple(out)
 
     def _connect_read_only(self) -> sqlite3.Connection:
         assert self.read_only_reason is not None
