@@ -573,3 +573,23 @@ def test_an_ambiguous_create_given_up_is_not_sent_again_by_rerunning_the_cell(tm
         assert emu.app.state.emulator.stats()["creates"]["accepted"] == 1
     finally:
         client.close()
+
+
+def test_audio_changed_after_submit_is_refused_before_upload(make_client, wav_file):
+    """The run was recorded with the file's content (its fingerprint counts the sha256): a
+    different file under the same name at create time is refused, nothing uploaded or paid."""
+    import wave
+
+    # creates spaced 20 s apart: the second job waits its turn, time to change its file
+    client = make_client(policy=PollPolicy(create_spacing=100.0))
+    jobs = JobList(client.submit(f"speak {i}", seed=i, audio_url=str(wav_file), **SMALL)
+                   for i in range(2))
+    last = jobs[-1]
+    assert last.status == "QUEUED"
+    with wave.open(str(wav_file), "wb") as w:  # another recording, same name, still valid
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\x01\x00" * 8000 * 5)
+    last.result(timeout=120, raise_on_error=False)
+    assert last.status == "REJECTED" and "changed since" in last.error and not last.task_id

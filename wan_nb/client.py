@@ -338,7 +338,8 @@ class AsyncClient:
         headers = {"X-DashScope-Async": "enable", "Content-Type": "application/json"}
         audio_url = None
         if request.audio_is_local:
-            audio_url = await self.upload_file(str(request.audio_url), request.model)
+            audio_url = await self.upload_file(str(request.audio_url), request.model,
+                                               expect_sha256=request.audio_sha256)
         if (audio_url or request.audio_url or "").startswith("oss://"):
             headers["X-DashScope-OssResourceResolve"] = "enable"
         body = request.wire_body(region=self.config.region, audio_url=audio_url)
@@ -445,12 +446,21 @@ class AsyncClient:
         return match.task
 
     # -- files -------------------------------------------------------------------------------
-    async def upload_file(self, path: str, model: str) -> str:
+    async def upload_file(self, path: str, model: str, *,
+                          expect_sha256: str | None = None) -> str:
         """Upload a local audio file the way the official SDK does; returns its ``oss://``
         URL. The file is checked again first (it may have changed or gone since the request
         was validated): :class:`ValidationError` before anything is sent if it is not
-        acceptable WAV/MP3 audio."""
+        acceptable WAV/MP3 audio, or (``expect_sha256``) not the content the request was
+        recorded with."""
         await asyncio.to_thread(check_audio_file, path)
+        if expect_sha256 is not None:
+            now = await asyncio.to_thread(file_sha256, local_path(path))
+            if now != expect_sha256:
+                raise ValidationError([("audio_url", f"audio file {path!r} changed since the "
+                                                     "request was recorded (its sha256 "
+                                                     "differs); submit it again as a new "
+                                                     "request")])
         path = local_path(path)
         policy = (await self._call("GET", catalog.UPLOAD_POLICY_PATH,
                                    params={"action": "getPolicy", "model": model}))["data"]
