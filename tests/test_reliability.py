@@ -490,10 +490,12 @@ def test_cancel_after_close_says_the_client_is_closed(make_client):
 def test_a_run_cancelled_by_another_kernel_wakes_its_owners_waiter(tmp_path, make_emulator,
                                                                     make_client):
     emu = make_emulator(speed=40.0)
-    owner = make_client(emu, store=tmp_path / "store")
-    jobs = JobList(owner.submit(f"queue {i}", seed=i, **SMALL) for i in range(12))
+    # creates 8 s apart: the second job surely waits its turn
+    owner = make_client(emu, store=tmp_path / "store",
+                        policy=PollPolicy(create_spacing=40.0))
+    jobs = JobList(owner.submit(f"queue {i}", seed=i, **SMALL) for i in range(2))
     last = jobs[-1]
-    assert last.status == "QUEUED"  # 12 submissions at 5/s: the last waits its turn
+    assert last.status == "QUEUED"
     results: list[str] = []
 
     def wait() -> None:
