@@ -7,11 +7,12 @@ to, so it is cheap enough for every display and every resume.
 
 from __future__ import annotations
 
-import hashlib
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from .request import file_sha256
 
 State = Literal["ok", "missing", "truncated", "changed", "no_video"]
 #: states in which the paid video should be fetched again (while its URL is valid)
@@ -37,14 +38,6 @@ class VideoCheck:
     def redownload(self) -> bool:
         """The file is gone or not what was downloaded: fetch it again if the URL is valid."""
         return self.state in DAMAGED
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_video_file(root: Path, run: dict[str, Any], *,
@@ -83,7 +76,7 @@ def check_video_file(root: Path, run: dict[str, Any], *,
     if sha is None or (not full and recorded is not None and st.st_mtime_ns == recorded):
         return VideoCheck(run_id, "ok", None, path), None
     try:
-        digest = _sha256(path)
+        digest = file_sha256(path)
     except OSError as exc:
         return VideoCheck(run_id, "missing", f"the video file cannot be read ({path}: "
                                              f"{exc.strerror or exc})", path), None
