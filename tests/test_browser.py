@@ -293,7 +293,15 @@ def _wait_for_kernel(lab: LabServer) -> None:
     issued before that can be dropped without a word)."""
     deadline = time.monotonic() + KERNEL_START_TIMEOUT
     while True:
-        kernels = _get(lab.url("api/kernels"))
+        try:
+            kernels = _get(lab.url("api/kernels"))
+        except urllib.error.HTTPError as e:
+            # jupyter_server answers 500 when the list is asked for while a kernel is still
+            # starting (its last_activity not set yet: a TraitError in kernel_model); that is
+            # "not up yet", as in jupyter-server/enterprise_gateway#1395
+            if e.code < 500:
+                raise
+            kernels = []
         if any(k.get("execution_state") == "idle" and k.get("connections", 0) > 0
                for k in kernels):
             return
