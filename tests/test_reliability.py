@@ -236,6 +236,10 @@ def test_a_job_owned_by_another_live_kernel_follows_the_ledger_then_is_taken_ove
         tmp_path, cli_emulator):
     store = str(tmp_path / "store")
     owner = subprocess.Popen(_script(cli_emulator, store, """
+        from wan_nb.jobs import PollPolicy
+        client.close()  # creates 5 s apart: the owner is busy for a while
+        client = wan_nb.Client(client.aio.config.api_key, base_url=client.base_url,
+                               store=client.store, policy=PollPolicy(create_spacing=25.0))
         exp = wan_nb.Experiment("shared", base={"model": "wan2.5-t2v-preview",
                                                 "size": "624*624", "duration": 5},
                                 client=client)
@@ -259,9 +263,19 @@ def test_a_job_owned_by_another_live_kernel_follows_the_ledger_then_is_taken_ove
             assert owner.stdout.readline().strip() == "first done"
             jobs[0].result(timeout=60)  # followed through the ledger, not polled here
             assert jobs[0].ok and os.path.exists(jobs[0].video)
+            # this kernel beats every second, the owner every 10 s: the owner is alive and
+            # must not be taken for dead
+            time.sleep(5)
+            assert client.manager.stats["taken_over"] == 0
+            assert owner.poll() is None
             owner.send_signal(signal.SIGKILL)
             owner.wait(30)
-            jobs.wait(timeout=180, progress=False)
+            try:
+                jobs.wait(timeout=180, progress=False)
+            except wan_nb.JobTimeout:
+                pytest.fail(f"{[(j.status, j.error) for j in jobs]} ledger: "
+                            f"{[(r['status'], r['owner']) for r in client.store.runs()]}")
+            assert client.manager.stats["taken_over"] >= 1
             assert [j.status for j in jobs] == ["SUCCEEDED"] * 4, [j.error for j in jobs]
             assert all(j.ok for j in jobs)
         finally:

@@ -216,14 +216,21 @@ class JobManager:
         """From a row already read (no write): is its owner dead, or silent too long?"""
         beat = row.get("owner_heartbeat")
         return (_owner_dead(row.get("owner")) or beat is None
-                or (_utcnow() - beat).total_seconds() > 3 * self.policy.heartbeat)
+                or (_utcnow() - beat).total_seconds() > self._stale_after)
 
     def _claim(self, row: dict[str, Any]) -> bool:
         """Take over a run unless another live process looks after it. An owner on this host
         whose process is gone (a killed kernel) is dead at once; elsewhere its heartbeat
         decides."""
-        stale = 0.0 if _owner_dead(row.get("owner")) else 3 * self.policy.heartbeat
+        stale = 0.0 if _owner_dead(row.get("owner")) else self._stale_after
         return self.store.claim(row["run_id"], self.owner, stale_after=stale)
+
+    @property
+    def _stale_after(self) -> float:
+        """Seconds without a heartbeat after which another kernel's run may be taken over.
+        Judged against the owner's interval, not ours: at least three default intervals, so
+        a kernel that beats every 10 s is never taken for dead by one that beats every 1 s."""
+        return 3 * max(self.policy.heartbeat, PollPolicy.heartbeat)
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop all background work; returns within about ``timeout`` seconds whatever a
@@ -562,6 +569,15 @@ class JobManager:
         elif job._row.get("owner") not in (None, self.owner):
             self._watched.add(job.run_id)
             self._next_watch = 0.0
+        elif job.status == "SUBMITTING" and job.run_id not in self._reconciling:
+            # ours now, mid-create elsewhere: find its task rather than wait for an answer
+            # that will never come here
+            self._ambiguous.add(job.run_id)
+            job._not_before = time.monotonic() + self.policy.reconcile_after
+            self._spawn(self._reconcile(job), job)
+        elif job.status in ACTIVE_SERVICE and job.task_id:
+            job._next_poll = 0.0
+        self._wake_up()
 
     def _created(self, job: Job) -> None:
         """The run's task is known: poll it, or cancel it at once if that was asked."""
