@@ -273,8 +273,11 @@ def test_a_job_owned_by_another_live_kernel_follows_the_ledger_then_is_taken_ove
             try:
                 jobs.wait(timeout=180, progress=False)
             except wan_nb.JobTimeout:
+                m = client.manager
                 pytest.fail(f"{[(j.status, j.error) for j in jobs]} ledger: "
-                            f"{[(r['status'], r['owner']) for r in client.store.runs()]}")
+                            f"{[(r['status'], r['owner']) for r in client.store.runs()]} "
+                            f"watched={m._watched} task={m._task} stats={dict(m.stats)} "
+                            f"ids={[j.run_id for j in jobs]} mine={list(m.jobs)}")
             assert client.manager.stats["taken_over"] >= 1
             assert [j.status for j in jobs] == ["SUCCEEDED"] * 4, [j.error for j in jobs]
             assert all(j.ok for j in jobs)
