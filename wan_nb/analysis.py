@@ -17,11 +17,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from wan_nb.store_table import FINAL_STATUSES, STRING
+from wan_nb.statuses import FAILED_STATUSES, FINAL_STATUSES
+from wan_nb.store_table import STRING
 
-#: Statuses counted as failures by :func:`summary` (CANCELED, UNKNOWN and EXPIRED are
-#: finished but neither a success nor a failure of the generation).
-FAILED_STATUSES = ("FAILED", "REJECTED")
 
 # A token is one CJK character (those scripts put no spaces between words), a run of word
 # characters, or one other non-space character. Whitespace is not a token: the diff is of

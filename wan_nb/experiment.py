@@ -31,9 +31,8 @@ from . import catalog
 from .errors import ValidationError, WanError
 from .jobs import Job, JobList
 from .request import PARAMETERS, GenerationRequest, check_tags, unknown_parameter
+from .statuses import RETRYABLE  # not reused by run(): they made no video and cost nothing
 
-#: runs in these statuses are not reused by run(): they made no video and cost nothing
-RETRYABLE = ("FAILED", "REJECTED", "CANCELED", "UNKNOWN", "EXPIRED")
 # a FAILED run with one of these codes may have a paid task on the service: never re-sent by
 # retry_failed (force=True still re-rolls it)
 NEVER_RETRIED_CODES = ("AmbiguousCreate",)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from . import catalog, runtime
 from .errors import JobTimeout, TaskExpired, TaskFailed, WanError
 from .request import GenerationRequest
-from .wire import FINAL_SERVICE_STATUSES
+from .statuses import ENDED_WITHOUT_VIDEO, FINAL_STATUSES, OUTCOME_UNKNOWN
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,9 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("wan_nb.jobs")
 
-FINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN", "REJECTED",
-                            "EXPIRED"})
-ACTIVE_SERVICE = ("PENDING", "RUNNING")
 
 
 @dataclass(frozen=True)
@@ -302,9 +299,9 @@ class Job:
 
     def raise_for_status(self) -> None:
         status = self.status
-        if status in ("EXPIRED", "UNKNOWN"):
+        if status in OUTCOME_UNKNOWN:
             raise TaskExpired(f"job {self.run_id}: {self.error or status}")
-        if status in ("FAILED", "CANCELED", "REJECTED") or (status == "SUCCEEDED"
+        if status in ENDED_WITHOUT_VIDEO or (status == "SUCCEEDED"
                                                              and not self.ok):
             raise TaskFailed(f"job {self.run_id} {status}: {self.error or 'no video'}",
                              code=self._row.get("error_code"), status=status,
@@ -465,5 +462,3 @@ def _print_progress(jobs: JobList) -> None:
     sys.stderr.write(f"\r{p['done']}/{p['total']} done ({parts}){eta}    ")
     sys.stderr.flush()
 
-
-assert FINAL_SERVICE_STATUSES <= FINAL_STATUSES

@@ -31,11 +31,12 @@ from ._version import __version__
 from .errors import (AmbiguousCreateError, APIError, DownloadError, JobTimeout, TaskExpired,
                      ThrottledError, TransportError, UnsupportedOperationError,
                      ValidationError, WanError)
-from .jobs import (ACTIVE_SERVICE, Durations, Job, JobList, PollPolicy, _utcnow)
+from .jobs import Durations, Job, JobList, PollPolicy, _utcnow
 from .reconcile import CreateGate, create_key
 from .request import GenerationRequest
 from .store_table import StoreError
-from .wire import FINAL_SERVICE_STATUSES, SERVICE_STATUSES, TaskState, TaskSummary
+from .statuses import ACTIVE_SERVICE, FINAL_SERVICE_STATUSES, SERVICE_STATUSES
+from .wire import TaskState, TaskSummary
 
 if TYPE_CHECKING:
     from .client import AsyncClient

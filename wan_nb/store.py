@@ -56,9 +56,7 @@ from wan_nb.store_table import (
     AUDIO_MODES,
     COLUMNS,
     DERIVED,
-    FINAL_STATUSES,
     KIND,
-    STATUSES,
     STORED,
     TIERS,
     LedgerDamaged,
@@ -73,6 +71,7 @@ from wan_nb.store_table import (
     write_bundle,
     write_table,
 )
+from wan_nb.statuses import FINAL_STATUSES, STATUSES
 from wan_nb.store_video import VideoCheck, check_video_file
 
 __all__ = ["AUDIO_MODES", "COLUMNS", "FINAL_STATUSES", "SCHEMA_VERSION", "STATUSES", "TIERS",

@@ -19,10 +19,8 @@ import pandas as pd
 
 from wan_nb._version import __version__
 from wan_nb.errors import ValidationError, WanError
+from wan_nb.statuses import STATUSES
 
-STATUSES = ("QUEUED", "SUBMITTING", "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED",
-            "UNKNOWN", "REJECTED", "EXPIRED")
-FINAL_STATUSES = ("SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN", "REJECTED", "EXPIRED")
 AUDIO_MODES = ("auto", "custom", "silent")
 TIERS = ("480P", "720P", "1080P")
 

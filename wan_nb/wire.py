@@ -10,16 +10,13 @@ import datetime as dt
 import email.utils
 import random
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from . import catalog
 from .errors import APIError, ThrottledError, error_class
+from .statuses import FINAL_SERVICE_STATUSES
 
-TaskStatus = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN"]
-SERVICE_STATUSES: tuple[str, ...] = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED",
-                                     "UNKNOWN")
-FINAL_SERVICE_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN"})
 
 
 def parse_time(value: Any, tz: dt.tzinfo = catalog.SERVICE_TZ) -> dt.datetime | None:

@@ -14,6 +14,7 @@ import ipywidgets as W
 from .. import runtime
 from ..display import badge, video_tag
 from ..errors import WanError
+from ..statuses import CANCELLABLE
 
 TICK = 0.5  # seconds between elapsed/ETA refreshes while jobs run
 
@@ -62,7 +63,7 @@ class _Row:
         self.bar.bar_style = ("success" if job.ok else "danger" if job.done else "info")
         eta = "" if p["eta"] is None else f" · ETA {p['eta']:.0f}s"
         self.time.value = f"{p['elapsed']:.0f}s{eta}"
-        self.cancel.disabled = job.status not in ("QUEUED", "PENDING")
+        self.cancel.disabled = job.status not in CANCELLABLE
         if job.done:
             self.cancel.layout.display = "none"
         if job.error:
