@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .. import catalog
+from . import facts
 from .engine import FakeClock, parse_speed
 from .faults import FaultConfig
 from .server import EmbeddedEmulator, default_data_dir, is_loopback
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fake-clock", action="store_true",
                    help="time moves only through POST /_emulator/clock")
     p.add_argument("--no-query-limit", action="store_true",
-                   help=f"lift the {catalog.QUERY_RATE_PER_S} query/list/cancel per second limit")
+                   help=f"lift the {facts.QUERY_RATE_PER_S} query/list/cancel per second limit")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow binding a non-loopback address")
     p.add_argument("--log-level", default="warning")

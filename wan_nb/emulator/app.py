@@ -45,7 +45,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from .. import catalog
+from . import facts
 from .engine import ApiFailure, Engine, FakeClock, Speed, fmt_time
 from .faults import ConnectionDropped, Fault, FaultConfig, FaultInjector
 from .objects import ObjectError, ObjectStore, oss_error_xml
@@ -420,7 +420,7 @@ async def index(request: Request) -> Response:
     emu = _emu(request)
     base = emu.base_url(request)
     return JSONResponse({"service": "wan_nb DashScope text-to-video emulator",
-                         "api_base": base + "/api/v1", "models": list(catalog.MODELS),
+                         "api_base": base + "/api/v1", "models": list(facts.MODELS),
                          "speed": emu.engine.speed, "instance_id": emu.instance_id})
 
 
@@ -460,7 +460,7 @@ def create_app(*, api_keys: Iterable[str] | None = ("sk-emulator",),
                faults: FaultConfig | Mapping[str, Any] | None = None,
                blocked_terms: Mapping[str, str] | Iterable[str] | None = None,
                output_blocked_terms: Mapping[str, str] | Iterable[str] | None = None,
-               render: bool = True, query_rate: int | None = catalog.QUERY_RATE_PER_S,
+               render: bool = True, query_rate: int | None = facts.QUERY_RATE_PER_S,
                submission_limits: bool = True, region: str = "ap-southeast-1",
                public_base_url: str | None = None, render_limiter: Any = None) -> Starlette:
     """The emulator as a Starlette app; ``app.state.engine`` is its :class:`Engine` and
@@ -490,9 +490,9 @@ def create_app(*, api_keys: Iterable[str] | None = ("sk-emulator",),
         yield
         await emu.aclose()
 
-    create_path = catalog.CREATE_PATH
-    tasks = catalog.TASKS_PATH
-    uploads = catalog.UPLOAD_POLICY_PATH
+    create_path = facts.CREATE_PATH
+    tasks = facts.TASKS_PATH
+    uploads = facts.UPLOAD_POLICY_PATH
     routes = [
         Route(create_path, create_task, methods=["POST"]),
         Route(create_path + "/", create_task, methods=["POST"]),

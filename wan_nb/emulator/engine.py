@@ -28,16 +28,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
-from .. import catalog
-from ..errors import ERROR_CODES, ValidationError
-from ..request import GenerationRequest
+from . import facts
+from .params import CreateRequest, InvalidParameter, parse_create
 from .persist import TaskStore
 from .rewrite import ContentPolicy, rewrite_prompt
 from .speed import Speed, parse_speed, timing
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELED")
 STATUSES = ("PENDING", "RUNNING", *TERMINAL)
-TTL_S = catalog.TASK_TTL.total_seconds()
+TTL_S = facts.TASK_TTL_S
 
 
 class Clock(Protocol):
@@ -74,9 +73,9 @@ class ApiFailure(Exception):
     """A synchronous error answer: HTTP status, code, message (the service's envelope)."""
 
     def __init__(self, code: str, message: str | None = None, status: int | None = None):
-        known = ERROR_CODES.get(code)
+        known = facts.ERROR_CODES.get(code)
         self.code = code
-        self.message = message or (known[2] if known else code)
+        self.message = message or (known[1] if known else code)
         self.status = status or (known[0] if known else 500)
         self.counted = False  # already in the stats
         super().__init__(f"{self.status} {code}: {self.message}")
@@ -84,7 +83,7 @@ class ApiFailure(Exception):
 
 def fmt_time(epoch: float) -> str:
     """``YYYY-MM-DD HH:MM:SS.mmm`` in the service's zone (UTC+8)."""
-    dt = _dt.datetime.fromtimestamp(epoch, catalog.SERVICE_TZ)
+    dt = _dt.datetime.fromtimestamp(epoch, facts.SERVICE_TZ)
     return dt.strftime("%Y-%m-%d %H:%M:%S.") + f"{dt.microsecond // 1000:03d}"
 
 
@@ -92,7 +91,7 @@ def parse_list_time(text: str) -> float:
     """``YYYYMMDDhhmmss`` (service zone) → epoch seconds; ValueError otherwise."""
     if not (isinstance(text, str) and len(text) == 14 and text.isdigit()):
         raise ValueError(text)
-    dt = _dt.datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=catalog.SERVICE_TZ)
+    dt = _dt.datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=facts.SERVICE_TZ)
     return dt.timestamp()
 
 
@@ -104,7 +103,7 @@ class Task:
     key: str
     model: str  # canonical name
     model_name: str  # as sent
-    params: dict[str, Any]  # GenerationRequest.params()
+    params: dict[str, Any]  # CreateRequest.params
     orig_prompt: str
     actual_prompt: str | None
     submit: float
@@ -125,8 +124,8 @@ class Task:
         return f"{self.task_id}.mp4"
 
     @property
-    def spec(self) -> catalog.ModelSpec:
-        return catalog.get_model(self.model)
+    def spec(self) -> facts.ServiceModel:
+        return facts.MODELS[self.model]
 
     def to_row(self) -> dict[str, Any]:
         return asdict(self)
@@ -183,7 +182,7 @@ class Engine:
 
     def __init__(self, *, clock: Clock | None = None, speed: Speed = "fast",
                  policy: ContentPolicy | None = None, store: TaskStore | None = None,
-                 render: bool = True, query_rate: int | None = catalog.QUERY_RATE_PER_S,
+                 render: bool = True, query_rate: int | None = facts.QUERY_RATE_PER_S,
                  submission_limits: bool = True, region: str = "ap-southeast-1",
                  oss_resolver: Callable[[str], str | None] | None = None):
         self.clock: Clock = clock or SystemClock()
@@ -211,8 +210,8 @@ class Engine:
         for row in rows:
             try:
                 t = Task.from_row(row)
-                t.spec  # noqa: B018 (a row of a model no longer in the catalog is dropped)
-            except (TypeError, ValidationError):
+                t.spec  # noqa: B018 (a row of a model the service no longer has is dropped)
+            except (TypeError, KeyError):
                 continue
             self.tasks[t.task_id] = t
             self._order.append(t.task_id)
@@ -235,7 +234,7 @@ class Engine:
 
     # -- the clock -----------------------------------------------------------------------------
     def _concurrency(self, q: tuple[str, str]) -> int:
-        return catalog.get_model(q[1]).concurrency
+        return facts.MODELS[q[1]].concurrency
 
     def _finish_time(self, t: Task) -> float | None:
         assert t.scheduled is not None
@@ -351,11 +350,12 @@ class Engine:
         self.settle(now)
         model_hint = body.get("model") if isinstance(body, Mapping) else None
         try:
-            req, audio_source = self._parse(body, oss_resolve)
+            req = self._parse(body)
+            audio_source = self._audio_source(req.audio_url, oss_resolve)
             hit = self.policy.check_input(req.prompt, req.negative_prompt)
             if hit:
                 raise ApiFailure(*hit)
-            spec = req.spec
+            spec = req.model
             if self.submission_limits and not self._submits.allow(
                     (key, spec.name), now, spec.submissions_per_s):
                 raise ApiFailure("Throttling.RateQuota")
@@ -364,7 +364,7 @@ class Engine:
             e.counted = True
             raise
         task_id = str(uuid.uuid4())
-        dispatch, run = timing(self.speed, req.width, req.height, int(req.duration or 5), task_id)
+        dispatch, run = timing(self.speed, req.width, req.height, req.duration, task_id)
         prompt_in = body["input"]["prompt"]
         actual = None
         if spec.returns_actual_prompt:
@@ -373,7 +373,7 @@ class Engine:
         if planned is None and fail is not None:
             planned = fail
         t = Task(task_id=task_id, request_id=request_id, key=key, model=spec.name,
-                 model_name=str(model_hint), params=req.params(), orig_prompt=prompt_in,
+                 model_name=str(model_hint), params=req.params, orig_prompt=prompt_in,
                  actual_prompt=actual, submit=now, dispatch=dispatch, run=run,
                  planned_failure=list(planned) if planned else None, audio_source=audio_source)
         self.tasks[task_id] = t
@@ -390,44 +390,18 @@ class Engine:
         label = model if isinstance(model, str) and len(model) < 64 else "?"
         self.stats.creates_refused[(key, label, code)] += 1
 
-    def _parse(self, body: Any, oss_resolve: bool) -> tuple[GenerationRequest, str | None]:
-        if not isinstance(body, Mapping):
-            raise ApiFailure("InvalidParameter", "The request body must be a JSON object.")
+    @staticmethod
+    def _parse(body: Any) -> CreateRequest:
         try:
-            spec = catalog.get_model(str(body.get("model")))
-        except ValidationError:
-            raise ApiFailure("InvalidParameter", "Model not exist.") from None
-        inp, params = body.get("input"), body.get("parameters")
-        if not isinstance(inp, Mapping) or "prompt" not in inp:
-            raise ApiFailure("InvalidParameter", "Field required: input.prompt")
-        if params is not None and not isinstance(params, Mapping):
-            raise ApiFailure("InvalidParameter", "parameters must be an object")
-        inp, params = dict(inp), dict(params or {})
-        # like the service: over-long texts are cut, not refused
-        if isinstance(inp.get("prompt"), str):
-            inp["prompt"] = inp["prompt"][:spec.prompt_max]
-        if isinstance(inp.get("negative_prompt"), str):
-            inp["negative_prompt"] = inp["negative_prompt"][:catalog.NEGATIVE_PROMPT_MAX]
-        if "prompt_extend" not in params and isinstance(inp.get("extend_prompt"), bool):
-            params["prompt_extend"] = inp["extend_prompt"]  # the SDK's deprecated spelling
-        if params.get("shot_type") == "multi" and params.get("prompt_extend") is False:
-            params["shot_type"] = "single"  # multi only takes effect with prompt_extend
-        audio_source = None
-        url = inp.get("audio_url")
-        if isinstance(url, str) and url:
-            if url.startswith("oss://"):
-                audio_source = self._resolve_oss(url, oss_resolve)
-            elif url.startswith(("http://", "https://")):
-                audio_source = url
-            else:
-                raise ApiFailure("InvalidParameter", f"audio_url must be a public http(s) URL or "
-                                                     f"an oss:// upload, not {url!r}")
-        try:
-            req = GenerationRequest.from_wire({"model": body["model"], "input": inp,
-                                               "parameters": params})
-        except ValidationError as e:
+            return parse_create(body)
+        except InvalidParameter as e:
             raise ApiFailure("InvalidParameter", str(e)) from None
-        return req, audio_source
+
+    def _audio_source(self, url: str | None, oss_resolve: bool) -> str | None:
+        """Where the renderer reads the audio: the URL, or the file of an ``oss://`` upload."""
+        if url is not None and url.startswith("oss://"):
+            return self._resolve_oss(url, oss_resolve)
+        return url
 
     def _resolve_oss(self, url: str, oss_resolve: bool) -> str:
         if not oss_resolve:
@@ -484,7 +458,7 @@ class Engine:
         if t.spec.usage_shape == "v2":
             return {"duration": duration, "size": size, "input_video_duration": 0,
                     "output_video_duration": duration, "video_count": 1,
-                    "SR": int(catalog.tier_of(size)[:-1])}
+                    "SR": int(facts.tier_of(size)[:-1])}
         return {"video_count": 1, "video_duration": duration, "video_ratio": size}
 
     def cancel(self, key: str, task_id: str) -> None:
@@ -509,10 +483,9 @@ class Engine:
         model = query.get("model_name") or None
         want_model = None
         if model is not None:
-            try:
-                want_model = catalog.get_model(model).name
-            except ValidationError:
-                want_model = "\x00none"  # an unknown model simply matches nothing
+            found = facts.find_model(model)
+            # an unknown model simply matches nothing
+            want_model = found.name if found is not None else "\x00none"
         task_id = query.get("task_id") or None
         rows = [t for t in self.tasks.values()
                 if t.key == key and start <= t.submit <= end

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import httpx
 
-from ..errors import ERROR_CODES
+from .facts import ERROR_CODES
 
 ENDPOINTS = ("create", "query", "list", "cancel")
 Phase = Literal["before", "after", "random"]
@@ -209,7 +209,7 @@ class FaultInjector:
                 acc += rates[key]
                 if u < acc:
                     status, code = _code_for(endpoint, key)
-                    fault = Fault("error", status, code, ERROR_CODES.get(code, (0, 0, code))[2])
+                    fault = Fault("error", status, code, ERROR_CODES.get(code, (0, code))[1])
                     break
         if fault is None:
             return None
@@ -228,5 +228,5 @@ class FaultInjector:
         if self._rng("tasks").random() >= float(ft["rate"]):
             return None
         code = ft.get("code", "InternalError.Algo")
-        message = ft.get("message") or (ERROR_CODES[code][2] if code in ERROR_CODES else code)
+        message = ft.get("message") or (ERROR_CODES[code][1] if code in ERROR_CODES else code)
         return code, message

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from .. import catalog
+from . import facts
 from .engine import Engine, FakeClock, Task
 from .objects import ObjectStore
 
@@ -133,7 +133,7 @@ class RenderWorker:
         from .render import RenderSpec, render_video_async
 
         p = t.params
-        w, h = catalog.parse_size(p["size"])
+        w, h = facts.parse_size(p["size"])
         spec = RenderSpec(prompt=p["prompt"], seed=int(p["seed"]), width=w, height=h,
                           duration=float(p["duration"]), fps=t.spec.fps,
                           watermark=bool(p["watermark"]), audio=mode,  # type: ignore[arg-type]
@@ -161,7 +161,7 @@ class RenderWorker:
             kind = audio_kind(f.read(16))
         if kind is None:
             raise AudioFailure(f"The audio_url {p.get('audio_url')} is not a wav or mp3 file.")
-        if path.stat().st_size > catalog.AUDIO_MAX_BYTES:
+        if path.stat().st_size > facts.AUDIO_MAX_BYTES:
             raise AudioFailure(f"The audio file {p.get('audio_url')} is larger than 15 MB.")
         if path.parent == self.audio_dir:
             final = path.with_suffix("." + kind)
@@ -181,7 +181,7 @@ class RenderWorker:
                     with open(dest, "wb") as f:
                         async for chunk in r.aiter_bytes():
                             size += len(chunk)
-                            if size > catalog.AUDIO_MAX_BYTES:
+                            if size > facts.AUDIO_MAX_BYTES:
                                 raise AudioFailure(f"The audio file {url} is larger than "
                                                    "15 MB.")
                             f.write(chunk)
