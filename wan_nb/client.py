@@ -505,12 +505,14 @@ class AsyncClient:
                         body = (await resp.aread())[:300].decode("utf-8", "replace")
                         if expires is not None and "xpired" in body:
                             raise TaskExpired(f"the video URL has expired: {body!r}")
-                        raise DownloadError(f"HTTP {resp.status_code} for the video: {body!r}")
+                        raise DownloadError(f"HTTP {resp.status_code} for the video: {body!r}",
+                                            status=resp.status_code)
                     if resp.status_code not in (200, 206):
                         if retryable_status(resp.status_code):
-                            raise _Retry(f"HTTP {resp.status_code}")
+                            raise _Retry(f"HTTP {resp.status_code}", resp.status_code)
                         body = (await resp.aread())[:300].decode("utf-8", "replace")
-                        raise DownloadError(f"HTTP {resp.status_code} for the video: {body!r}")
+                        raise DownloadError(f"HTTP {resp.status_code} for the video: {body!r}",
+                                            status=resp.status_code)
                     mode = "ab" if resp.status_code == 206 and have else "wb"
                     with open(part, mode) as f:
                         async for chunk in resp.aiter_bytes(1 << 16):
@@ -533,7 +535,9 @@ class AsyncClient:
                 raise
         else:
             raise DownloadError(redact(f"download failed after {max_attempts} attempts: "
-                                       f"{last}")) from last
+                                       f"{last}"), retryable=True,
+                                status=last.status if isinstance(last, _Retry) else None
+                                ) from last
         digest = file_sha256(part)
         size = part.stat().st_size
         os.replace(part, dest)
@@ -576,7 +580,9 @@ class _BearerAuth(httpx.Auth):
 
 
 class _Retry(Exception):
-    pass
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _content_total(resp: httpx.Response) -> int | None:

@@ -145,7 +145,18 @@ class TaskExpired(WanError):
 
 
 class DownloadError(WanError):
-    """The result could not be downloaded, or what came back is not the promised MP4."""
+    """The result could not be downloaded, or what came back is not the promised MP4.
+
+    ``status`` is the HTTP status of the answer when there was one; ``retryable`` says that
+    the failure was the network's or the server's (5xx, 408, 429, a dropped or short
+    transfer), so the same URL may work later, unlike a 403/404 or a body that is no MP4.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 retryable: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
 
 
 class JobTimeout(WanError, TimeoutError):

@@ -872,7 +872,8 @@ class JobManager:
                 job._download_tries += 1
                 expires = job._row.get("video_url_expires_at")
                 valid = expires is None or expires > _utcnow() + dt.timedelta(minutes=1)
-                if (isinstance(e, TransportError) or "HTTP 5" in str(e)) and valid \
+                if (isinstance(e, TransportError) or isinstance(e, DownloadError) and e.retryable) \
+                        and valid \
                         and job._download_tries < self.policy.download_rounds:
                     # the paid video is still there: try again later, with backoff
                     delay = min(300.0, 5.0 * 2 ** (job._download_tries - 1))
