@@ -2,7 +2,9 @@
 
 It answers exactly like the service (reference: ``shared/reference/dashscope-t2v-api.md``),
 queues and throttles like it, renders real H.264 MP4 files, persists its tasks, and can inject
-faults reproducibly. Three ways to run it:
+faults reproducibly. It is an independent oracle of the service: it reads create bodies with its
+own parser (:mod:`.params`) and its own table of models, limits and error codes (:mod:`.facts`),
+and imports nothing of the client, so a client bug cannot hide in its tests. Three ways to run it:
 
 - in-process: ``app = create_app(...)`` and ``httpx.AsyncClient(transport=httpx.ASGITransport(
   app=app), base_url="http://emulator")``;
@@ -27,6 +29,7 @@ Where the sources are silent, the emulator decides (one place each, easy to chan
   before it;
 - a create over the submission rate, a refused body or a blocked prompt is not counted as a
   submission; submissions count per key and model in a sliding 1 s window;
+- a parameter sent as ``null`` counts as not sent; a refused body lists every problem found;
 - ``shot_type: "multi"`` with ``prompt_extend: false`` is accepted and runs as single (the
   reference says it only takes effect with prompt_extend);
 - ``audio_url`` must be http(s) or ``oss://`` (with ``X-DashScope-OssResourceResolve:
