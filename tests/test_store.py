@@ -353,6 +353,37 @@ def test_unfinished_lists_what_a_poller_must_resume(tmp_path):
         assert old in {r["run_id"] for r in store.unfinished(max_age=timedelta(days=2))}
 
 
+def test_reconciliation_reads_answer_for_their_key_and_window(tmp_path):
+    clock = Clock(datetime(2025, 1, 2, tzinfo=UTC))
+    now, key = clock.now, {"backend": "emu", "model": "wan2.5-t2v-preview", "prompt": "a kite"}
+    with Store(tmp_path, clock=clock) as store:
+        me = store.insert_run(**key, status="SUBMITTING", sent_at=now)
+        counted = [store.insert_run(**key, status="SUBMITTING", sent_at=now - timedelta(minutes=2)),
+                   store.insert_run(**key, status="FAILED", error_code="AmbiguousCreate",
+                                    sent_at=now + timedelta(minutes=1))]
+        for other in ({"prompt": "a boat"}, {"model": "wan2.2-t2v-plus"}, {"backend": "live"},
+                      {"sent_at": now - timedelta(minutes=4)}, {"task_id": "t-has-one"},
+                      {"status": "FAILED", "error_code": "InvalidParameter"}):
+            store.insert_run(**{**key, "status": "SUBMITTING", "sent_at": now, **other})
+        assert store.ambiguous_siblings(me, window=timedelta(minutes=3)) == 2
+        assert store.ambiguous_siblings(me, window=timedelta(minutes=5)) == 3
+        assert store.ambiguous_siblings(store.insert_run(**key), window=timedelta(hours=1)) == 0
+        # SUBMITTING runs of emu's model besides `me`, whatever the prompt: the first counted
+        # one, the boat, the one sent 4 min earlier and the one with a task; created more than
+        # max_age ago they do not count
+        assert store.unresolved_creates("emu", key["model"], exclude=me) == 4
+        assert store.unresolved_creates("emu", key["model"]) == 5
+        assert store.unresolved_creates("live", key["model"]) == 1
+        store.insert_run(**key, task_id="t-old", created_at=now - timedelta(hours=30))
+        assert store.known_task_ids("emu", since=now - timedelta(hours=24)) == {"t-has-one"}
+        assert store.known_task_ids("emu", since=now - timedelta(hours=31)) == {"t-has-one",
+                                                                                 "t-old"}
+        assert [r["run_id"] for r in store.runs(run_ids=[*counted, "gone"])] == counted
+        clock.now += timedelta(hours=25)
+        assert store.unresolved_creates("emu", key["model"]) == 0
+        assert store.unresolved_creates("emu", key["model"], max_age=timedelta(hours=26)) == 5
+
+
 def test_runs_filters(store):
     a = store.insert_run(experiment="e1", prompt="a", fingerprint="f1", task_id="t1")
     b = store.insert_run(experiment="e1", prompt="b", status="FAILED")
@@ -557,7 +588,7 @@ def test_migrates_a_v1_file_keeping_its_data(tmp_path):
     con.executescript(V1_SQL)
     con.close()
     with Store(root) as store:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
         old = store.get_run("20250101000000-0000abcd")
         assert (old["prompt"], old["seed"], old["tags"], old["prompt_extend"]) == (
             "an old cat", 42, ["v1"], True)
@@ -570,7 +601,7 @@ def test_migrates_a_v1_file_keeping_its_data(tmp_path):
     con = sqlite3.connect(root / "ledger.sqlite3")
     indexes = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     con.close()
-    assert "runs_owner" in indexes
+    assert {"runs_owner", "runs_sent"} <= indexes
     with Store(root) as again:  # opening a current file is a no-op
         assert len(again) == 2
 
@@ -583,7 +614,7 @@ def test_newer_file_is_refused_and_left_untouched(tmp_path):
                       "INSERT INTO runs VALUES ('r', x'00'); PRAGMA user_version = 7;")
     con.close()
     before = tree_digest(root)
-    with pytest.raises(SchemaVersionError, match="schema version 7.*up to 3.*not modified"):
+    with pytest.raises(SchemaVersionError, match="schema version 7.*up to 4.*not modified"):
         Store(root)
     assert tree_digest(root) == before
 
@@ -652,3 +683,71 @@ def test_bundle_has_table_videos_and_manifest(tmp_path):
     full = next(r for r in manifest["runs"] if r["video"] == "videos/full.mp4")
     assert full["request"] == FULL["request_json"] and full["seed"] == 2147483647
     pd.testing.assert_frame_equal(read_export(path), df)
+
+
+# -- reconciliation reads only what it needs ----------------------------------------------------
+
+BIG = 20_000
+BIG_NOW = datetime(2025, 6, 1, tzinfo=UTC)
+MODEL = "wan2.5-t2v-preview"
+
+
+@pytest.fixture(scope="module")
+def big_ledger(tmp_path_factory):
+    """20 000 runs over 100 days (a tenth without a task), and one unresolved create now."""
+    store = Store(tmp_path_factory.mktemp("big"), clock=Clock(BIG_NOW))
+    start = BIG_NOW - timedelta(days=100)
+    rows = []
+    for i in range(BIG):
+        created = start + timedelta(seconds=i * 432)
+        rows.append({"run_id": f"r{i:05d}", "backend": "emu", "model": MODEL,
+                     "prompt": f"prompt {i % 700}", "created_at": created,
+                     "sent_at": created + timedelta(seconds=1),
+                     "status": "CANCELED" if i % 10 == 0 else "SUCCEEDED",
+                     "task_id": None if i % 10 == 0 else f"t{i:05d}"})
+    store.insert_runs(rows)
+    me = store.insert_run(backend="emu", model=MODEL, prompt="prompt 3", status="SUBMITTING",
+                          sent_at=BIG_NOW)
+    yield store, me
+    store.close()
+
+
+def vm_steps(store: Store, call) -> tuple[int, list[str]]:
+    """SQLite virtual-machine steps (x100) a call costs, and the statements it ran."""
+    con = store._connect()
+    steps, statements = [0], []
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+    con.set_progress_handler(count, 100)
+    con.set_trace_callback(statements.append)
+    try:
+        call()
+    finally:
+        con.set_progress_handler(None, 0)
+        con.set_trace_callback(None)
+    return steps[0], statements
+
+
+def test_reconciliation_reads_are_targeted_in_a_big_ledger(big_ledger):
+    store, me = big_ledger
+    since = BIG_NOW - timedelta(hours=24)
+    calls = {
+        "known_task_ids": lambda: store.known_task_ids("emu", since=since),
+        "unresolved_creates": lambda: store.unresolved_creates("emu", MODEL, exclude=me),
+        "ambiguous_siblings": lambda: store.ambiguous_siblings(me, window=timedelta(minutes=3)),
+        "runs(run_ids=...)": lambda: store.runs(run_ids=[f"r{i:05d}" for i in range(0, BIG,
+                                                                                   2000)]),
+    }
+    # what reading every task id would cost (the look-up before it was targeted)
+    full, _ = vm_steps(store, lambda: store.known_task_ids("emu", since=BIG_NOW - timedelta(
+        days=1000)))
+    assert full > 1000
+    con = store._connect()
+    for name, call in calls.items():
+        steps, statements = vm_steps(store, call)
+        assert steps < full / 20, (name, steps, full)
+        for sql in statements:
+            plan = [r[3] for r in con.execute(f"EXPLAIN QUERY PLAN {sql}")]
+            assert not any(p.startswith("SCAN runs") for p in plan), (name, sql, plan)

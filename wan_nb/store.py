@@ -118,6 +118,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # v3: the video file's mtime at download, so a changed file is noticed without hashing
         "ALTER TABLE runs ADD COLUMN video_mtime_ns INTEGER",
     ),
+    (  # v4: reconciliation's sibling check reads the creates sent in a few minutes, not
+        # every run without a task (cancelled, refused and failed creates pile up for ever)
+        "CREATE INDEX runs_sent ON runs(sent_at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 INSERTABLE = tuple(c for c in STORED if c != "updated_at")
@@ -686,9 +690,11 @@ class Store:
         if me.get("sent_at") is None:
             return 0
         lo, hi = me["sent_at"] - window, me["sent_at"] + window
+        # `+task_id`: SQLite would otherwise guess that `task_id IS NULL` on the unique
+        # task_id index finds one row and walk every task-less run; runs_sent reads the window
         return int(self._read(
             "SELECT count(*) FROM runs WHERE run_id != ? AND backend IS ? AND model = ? AND "
-            "prompt = ? AND task_id IS NULL AND (status = 'SUBMITTING' OR error_code = "
+            "prompt = ? AND +task_id IS NULL AND (status = 'SUBMITTING' OR error_code = "
             "'AmbiguousCreate') AND sent_at >= ? AND sent_at <= ?",
             (run_id, me.get("backend"), me["model"], me["prompt"], utc_text(lo),
              utc_text(hi)))[0][0])
