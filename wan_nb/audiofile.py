@@ -1,25 +1,127 @@
-"""What a local audio file really is: WAV or MP3 by its header, and how long it lasts.
+"""A local audio file: what it really is (WAV or MP3 by its header), how long it lasts, and
+its sha256, all from one read.
 
-Pure reading of a few header bytes (no decoder): the client checks a file this way before
-uploading it, so that a text file named ``.wav`` is refused instead of paid for.
+Two layers, kept apart on purpose:
 
->>> duration("voice.wav", "WAV")            # doctest: +SKIP
-4.0
+- :func:`seconds` is **pure**: it looks at bytes already in memory (no decoder, a few header
+  bytes), so it is tested without files.
+- :func:`load` is the **I/O**: it opens the file once, refuses it when it is not acceptable
+  (gone, over 15 MB, not the audio its name says, outside 3–30 s) and returns its bytes and
+  their sha256. The check and the hash see the same bytes: a file swapped between them cannot
+  be checked as one content and recorded as another. A request calls it once, when built from
+  user input; the client calls it again right before the upload.
+
+>>> load("voice.wav").sha256               # doctest: +SKIP
+'9f2c…'
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import struct
+from dataclasses import dataclass, field
 from typing import BinaryIO, Literal
 
+from . import catalog
+from .errors import ValidationError
 
-def duration(path: str, kind: Literal["WAV", "MP3"]) -> float | None:
-    """Seconds of audio in ``path``, read from its header; :class:`NotAudio` when the file is
-    not a ``kind`` file. ``None`` when the header does not tell."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        return _wav_seconds(f, size) if kind == "WAV" else _mp3_seconds(f, size)
+Kind = Literal["WAV", "MP3"]
+
+
+def local_path(url: str) -> str:
+    """The file a local ``audio_url`` names (a path or a ``file://`` URL)."""
+    return url.removeprefix("file://")
+
+
+def kind_of(path: str) -> Kind:
+    """The audio kind a file's name promises (its extension)."""
+    return "WAV" if path.lower().endswith(".wav") else "MP3"
+
+
+@dataclass(frozen=True)
+class Audio:
+    """An acceptable local audio file as read once: its bytes and what they are."""
+
+    path: str
+    kind: Kind
+    seconds: float | None
+    sha256: str
+    data: bytes = field(repr=False)
+
+
+def load(url: str) -> Audio:
+    """Read the local file ``url`` names (a path or ``file://``) once and check it: present,
+    at most 15 MB, really WAV or MP3 (by its header, matching its extension) and 3–30 s long
+    (reference §2.2). :class:`~wan_nb.errors.ValidationError` (field ``audio_url``) saying what
+    is wrong and what is allowed; otherwise its bytes and their sha256. This is I/O."""
+    path = local_path(url)
+    if not os.path.isfile(path):  # also keeps a FIFO or a device from being opened
+        raise _refused(f"audio_url {url!r} is neither an http(s) URL nor an existing local "
+                       "file")
+    limit = catalog.AUDIO_MAX_BYTES
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = b"" if size > limit else f.read(limit + 1)
+    except OSError as e:
+        raise _refused(f"audio file {path!r} cannot be read: {e.strerror or e}") from None
+    if size > limit or len(data) > limit:  # the second: it grew after the size was taken
+        size = max(size, len(data))
+        raise _refused(f"audio file {path!r} is {size / 2**20:.1f} MB; at most 15 MB")
+    kind = kind_of(path)
+    try:
+        secs = seconds(data, kind)
+    except NotAudio as e:
+        article = "a WAV" if kind == "WAV" else "an MP3"
+        raise _refused(f"audio file {path!r} is not {article} file ({e}); the service takes "
+                       "WAV (RIFF/WAVE) or MP3 audio, 3–30 s, at most 15 MB") from None
+    lo, hi = catalog.AUDIO_MIN_S, catalog.AUDIO_MAX_S
+    # an MP3's frame count includes the encoder's delay and padding (LAME adds ~50 ms that
+    # players and ffmpeg do not count): two frames of slack either way
+    slack = 0.06 if kind == "MP3" else 0.0
+    if secs is not None and not lo - slack <= secs <= hi + slack:
+        raise _refused(f"audio file {path!r} lasts {secs:.2f} s; the service takes {lo:g} to "
+                       f"{hi:g} s")
+    return Audio(path, kind, secs, hashlib.sha256(data).hexdigest(), data)
+
+
+def _refused(message: str) -> ValidationError:
+    return ValidationError([("audio_url", message)])
+
+
+def hash_file(url: str) -> str:
+    """The sha256 of the file a local ``audio_url`` names, without checking it (I/O): for a
+    request read back from a store row written before the sha256 was recorded.
+    :class:`~wan_nb.errors.ValidationError` when it cannot be read."""
+    try:
+        return file_sha256(url)
+    except OSError as e:
+        raise _refused(f"the local audio file {local_path(url)!r} cannot be read "
+                       f"({e.strerror or e}), so its content cannot be fingerprinted") from None
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's content (``file://`` URLs accepted), read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(local_path(os.fspath(path)), "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def seconds(data: bytes, kind: Kind) -> float | None:
+    """Seconds of audio in ``data`` (a whole file's bytes), read from its header (pure);
+    :class:`NotAudio` when it is not a ``kind`` file, ``None`` when the header does not tell.
+
+    >>> seconds(b"not audio", "WAV")
+    Traceback (most recent call last):
+    ...
+    wan_nb.audiofile.NotAudio: it starts with b'not audio', not RIFF....WAVE
+    """
+    f = io.BytesIO(data)
+    return _wav_seconds(f, len(data)) if kind == "WAV" else _mp3_seconds(f, len(data))
 
 
 class NotAudio(Exception):

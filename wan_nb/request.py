@@ -7,6 +7,19 @@
 >>> r.fingerprint == GenerationRequest(seed=12345, duration=10, size="832*480",
 ...     model="wan2.5-t2v-preview", prompt="a fox detective in the rain").fingerprint
 True
+
+Validation comes in two steps, kept apart:
+
+- **the values** (every parameter against the catalog: model, size, duration, seed, flags,
+  audio mode, the form of ``audio_url``, prompts) are checked by pure functions
+  (:func:`_problems` and the ``_check_*`` helpers): no file, socket or clock;
+- **a local audio file** (``audio_url`` naming a path) is I/O: it is read once, checked and
+  hashed from the same bytes (:func:`wan_nb.audiofile.load`), when a request is built from
+  user input, and read again only at submit (:meth:`GenerationRequest.read_audio_file`), where
+  a file that changed since is refused. Everything else a request does (``fingerprint``,
+  ``params()``, ``stored_json()``, equality, ``repr``, :meth:`~GenerationRequest.replace`
+  keeping the file, pickling) uses the recorded sha256 and never touches the filesystem; a
+  request read back from the store (``from_params(..., stored=True)``) does not either.
 """
 
 from __future__ import annotations
@@ -19,9 +32,12 @@ import numbers
 import os
 import random
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Iterable, Mapping
 
 from . import audiofile, catalog
+# re-exported: the client and the store import them from here
+from .audiofile import file_sha256 as file_sha256
+from .audiofile import local_path as local_path
 from .catalog import ModelSpec
 from .errors import ValidationError
 
@@ -60,10 +76,11 @@ class GenerationRequest:
 
     ``audio`` is ``"auto"`` (the model makes sound), ``"custom"`` (align to ``audio_url``: an
     http(s) URL, an ``oss://`` upload, or a local wav/mp3 file the client uploads) or
-    ``"silent"``. Giving ``audio_url`` implies ``"custom"``. A local file is checked here,
-    once: it must exist, be a real WAV (RIFF/WAVE) or MP3 (ID3 tag or MPEG layer III frame)
-    matching its extension, at most 15 MB and 3–30 s long; its sha256 is taken at the same
-    moment and stands for the file in :attr:`fingerprint`.
+    ``"silent"``. Giving ``audio_url`` implies ``"custom"``. A local file is read here, once:
+    it must exist, be a real WAV (RIFF/WAVE) or MP3 (ID3 tag or MPEG layer III frame)
+    matching its extension, at most 15 MB and 3–30 s long; the sha256 of the bytes checked
+    stands for the file from then on (:attr:`fingerprint`, the store), and no later use of the
+    request reads the file again until it is submitted (:meth:`read_audio_file`).
 
     ``seed`` and ``duration`` take any whole number: a Python or numpy integer, or a float
     with no fractional part such as ``5.0`` (a pandas column with a gap is float); they are
@@ -101,10 +118,16 @@ class GenerationRequest:
                                    prompt_extend, watermark, audio, audio_url, shot_type),
                           strict=True))
         errors = _call_errors(extra, unknown)
-        self._setup(values, errors, stored=False)
+        self._setup(values, errors, read_file=True)
 
     def _setup(self, values: Mapping[str, Any], errors: list[tuple[str, str]], *,
-               stored: bool, audio_sha256: str | None = None) -> None:
+               read_file: bool, audio_sha256: str | None = None,
+               fingerprint: str | None = None) -> None:
+        """Fill in the defaults, then validate: the values purely (:func:`_problems`), and a
+        local audio file by reading it once when ``read_file`` (a request built from user
+        input). Without ``read_file`` the file is not looked at: ``audio_sha256`` stands for
+        it (recorded in the store, or carried over by :meth:`replace`), and ``fingerprint``
+        (the one the store recorded) serves a row written before its sha256 was kept."""
         set_ = object.__setattr__
         for name in _ORDER:
             set_(self, name, _plain(values[name]))
@@ -112,6 +135,24 @@ class GenerationRequest:
             set_(self, name, _whole(getattr(self, name)))
         set_(self, "_audio_sha256", None)
         set_(self, "_fingerprint", None)
+        spec = self._fill_defaults(errors)
+        errors += _problems(self, spec)
+        if self.audio_is_local and not {"audio", "audio_url"} & {f for f, _ in errors}:
+            if read_file:
+                try:
+                    audio_sha256 = audiofile.load(str(self.audio_url)).sha256
+                except ValidationError as e:
+                    errors += e.errors
+            elif audio_sha256 is None and fingerprint is not None:
+                set_(self, "_fingerprint", fingerprint)
+            set_(self, "_audio_sha256", audio_sha256)
+        if errors:
+            raise ValidationError(errors)
+
+    def _fill_defaults(self, errors: list[tuple[str, str]]) -> ModelSpec:
+        """Resolve the model and make every default explicit (pure; an unknown model or a
+        missing prompt raises here, with the other problems found so far)."""
+        set_ = object.__setattr__
         if self.prompt is _MISSING:
             errors.append(("prompt", "prompt is required: the text describing the video, e.g. "
                                      "GenerationRequest('a red kite over the sea')"))
@@ -135,18 +176,7 @@ class GenerationRequest:
             set_(self, "shot_type", "single")
         if isinstance(self.audio_url, os.PathLike):
             set_(self, "audio_url", os.fspath(self.audio_url))
-        errors += _check_text(self, spec.prompt_max)
-        errors += _check_params(self, spec)
-        if self.audio_is_local and not {"audio", "audio_url"} & {f for f, _ in errors}:
-            if stored:
-                # read back from the store: never touch the filesystem (the file may be gone)
-                set_(self, "_audio_sha256", audio_sha256)
-            else:
-                errors += _check_audio_file(str(self.audio_url))
-                if not errors:
-                    set_(self, "_audio_sha256", _hash_audio(str(self.audio_url)))
-        if errors:
-            raise ValidationError(errors)
+        return spec
 
     # -- derived -----------------------------------------------------------------------------
     @property
@@ -248,39 +278,61 @@ class GenerationRequest:
         of a local audio file, so that a request read back needs neither the file nor a
         re-hash."""
         p = self.params()
-        if self.audio_is_local:
+        if self.audio_sha256 is not None:
             p[_STORED_SHA] = self.audio_sha256
         return json.dumps(p, ensure_ascii=False, sort_keys=True)
 
     @property
     def audio_sha256(self) -> str | None:
-        """sha256 of the local audio file's content, taken once (``None`` for URLs).
-
-        A request read back from a store row written before this was recorded hashes the file
-        on first use; if the file is gone, that is a :class:`ValidationError`.
-        """
-        if not self.audio_is_local:
-            return None
-        if self._audio_sha256 is None:
-            object.__setattr__(self, "_audio_sha256", _hash_audio(str(self.audio_url)))
-        return self._audio_sha256
+        """sha256 of the local audio file's content as checked when the request was built (or
+        as the store recorded it); never read from the file here. ``None`` for URLs, and for a
+        request read back from a store row written before the sha256 was recorded."""
+        return self._audio_sha256 if self.audio_is_local else None
 
     @property
     def fingerprint(self) -> str:
         """sha256 of the canonical parameters: same request → same fingerprint.
 
-        A local audio file counts by its content, not its path. Computed once per request.
+        A local audio file counts by its content (the recorded sha256), not its path. Computed
+        once per request, without touching the filesystem; the one exception is a request
+        read back from a store row written before the sha256 was recorded and without the
+        row's fingerprint (``from_params(..., fingerprint=...)``): its file is hashed once,
+        here, and a file that is gone is a :class:`ValidationError`.
         """
         if self._fingerprint is None:
-            p = self.params()
-            if self.audio_is_local:
-                p["audio_url"] = "sha256:" + str(self.audio_sha256)
-            blob = json.dumps(p, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-            object.__setattr__(self, "_fingerprint", hashlib.sha256(blob.encode()).hexdigest())
+            sha = self.audio_sha256
+            if self.audio_is_local and sha is None:
+                sha = audiofile.hash_file(str(self.audio_url))
+            object.__setattr__(self, "_fingerprint", _fingerprint(self.params(), sha))
         return str(self._fingerprint)
 
+    def read_audio_file(self) -> bytes:
+        """The local audio file's bytes, read and checked again for the upload (I/O; the
+        submit path calls this, in a worker thread). :class:`ValidationError` before anything
+        is sent when the file is gone or no longer acceptable audio, or when its content is
+        not the one this request was recorded with (its sha256, or for an old store row its
+        fingerprint): the run would otherwise be sent with other audio than it says."""
+        if not self.audio_is_local:
+            raise ValidationError([("audio_url", f"audio_url {self.audio_url!r} names no local "
+                                                 "file to read")])
+        audio = audiofile.load(str(self.audio_url))
+        recorded = self._audio_sha256
+        changed = (audio.sha256 != recorded if recorded is not None else
+                   self._fingerprint is not None
+                   and _fingerprint(self.params(), audio.sha256) != self._fingerprint)
+        if changed:
+            raise ValidationError([("audio_url", f"audio file {audio.path!r} changed since the "
+                                                 "request was recorded (its sha256 differs); "
+                                                 "submit it again as a new request")])
+        return audio.data
+
     def replace(self, **changes: Any) -> "GenerationRequest":
-        """A copy with some parameters changed (validated again, local files included)."""
+        """A copy with some parameters changed, validated again.
+
+        The same local ``audio_url`` is not read again: the recorded sha256 carries over (the
+        file is checked once more when the copy is submitted). A new local file is read and
+        checked like in the constructor.
+        """
         kw = self.params()
         if "model" in changes and changes["model"] != self.model:
             # the old model's defaults may not fit the new one: let them be chosen again
@@ -288,18 +340,27 @@ class GenerationRequest:
                 if name not in changes:
                     kw.pop(name)
         kw.update(changes)
-        return GenerationRequest(**kw)
+        if self._audio_sha256 is None or kw.get("audio_url") != self.audio_url:
+            return GenerationRequest(**kw)
+        errors = _call_errors((), {k: v for k, v in kw.items() if k not in _FIELDS})
+        copy = GenerationRequest.__new__(GenerationRequest)
+        copy._setup({name: kw.get(name, _DEFAULTS[name]) for name in _ORDER}, errors,
+                    read_file=False, audio_sha256=self._audio_sha256)
+        return copy
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any] | str, *,
-                    stored: bool = False) -> "GenerationRequest":
+    def from_params(cls, params: Mapping[str, Any] | str, *, stored: bool = False,
+                    fingerprint: str | None = None) -> "GenerationRequest":
         """Inverse of :meth:`params`; also takes the JSON text the store keeps as
         ``request_json`` (:meth:`stored_json`).
 
-        ``stored=True`` is for a request read back from the store: everything is validated
-        except the local audio file, which is not looked at (it may be gone since the run; the
-        recorded sha256 stands for it). Without it, a local file is checked and hashed as for a
-        new request.
+        ``stored=True`` is for a request read back from the store: every value is validated
+        (purely) and the local audio file is not looked at: it may be gone, moved or changed
+        since the run; the recorded sha256 stands for it, and a changed file is refused when
+        the request is submitted (:meth:`read_audio_file`). ``fingerprint`` is the one the
+        store recorded for the row: it stands for the file of a row written before the sha256
+        was recorded. Without ``stored``, a local file is read and checked as for a new
+        request.
         """
         if isinstance(params, str):
             try:
@@ -314,8 +375,9 @@ class GenerationRequest:
         errors = _call_errors((), {k: v for k, v in params.items() if k not in _FIELDS})
         values = {name: params.get(name, _DEFAULTS[name]) for name in _ORDER}
         request = cls.__new__(cls)
-        request._setup(values, errors, stored=stored,
-                       audio_sha256=sha if isinstance(sha, str) and len(sha) == 64 else None)
+        request._setup(values, errors, read_file=not stored,
+                       audio_sha256=sha if _is_sha256(sha) else None,
+                       fingerprint=fingerprint if _is_sha256(fingerprint) else None)
         return request
 
 
@@ -373,19 +435,17 @@ def _is_local(url: str | None) -> bool:
     return bool(url) and not str(url).startswith(("http://", "https://", "oss://"))
 
 
-def local_path(url: str) -> str:
-    """The file a local ``audio_url`` names (a path or a ``file://`` URL)."""
-    return url.removeprefix("file://")
+def _is_sha256(v: Any) -> bool:
+    return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file's content (``file://`` URLs accepted), read in 1 MiB chunks."""
-    path = local_path(os.fspath(path))
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def _fingerprint(params: dict[str, Any], audio_sha256: str | None) -> str:
+    """The canonical hash of a request's parameters, a local audio file by its content (pure;
+    unchanged since the first version, so recorded fingerprints keep matching)."""
+    if audio_sha256 is not None:
+        params = {**params, "audio_url": "sha256:" + audio_sha256}
+    blob = json.dumps(params, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _plain(v: Any) -> Any:
@@ -431,6 +491,14 @@ def _unicode_errors(name: str, text: str) -> list[tuple[str, str]]:
                        f"{e.start} (not valid Unicode text, often left by a broken copy-paste "
                        "or a mis-decoded file); remove it or fix the source text")]
     return []
+
+
+def _problems(r: GenerationRequest, spec: ModelSpec) -> list[tuple[str, str]]:
+    """Every problem with the request's values, checked against the catalog: ``(field,
+    message)`` pairs, each message naming the bad value and what is allowed. Pure: no file is
+    looked at (a local ``audio_url`` is checked for its form only; its file is
+    :func:`wan_nb.audiofile.load`'s business)."""
+    return _check_text(r, spec.prompt_max) + _check_params(r, spec)
 
 
 def _check_text(r: GenerationRequest, prompt_max: int) -> list[tuple[str, str]]:
@@ -528,52 +596,11 @@ def _check_audio(r: GenerationRequest, spec: ModelSpec) -> list[tuple[str, str]]
                               "a local file")]
     if not local_path(url).lower().endswith(catalog.AUDIO_EXTENSIONS):
         return [("audio_url", f"audio file {local_path(url)!r} must be .wav or .mp3")]
-    return []  # the file itself is looked at once, by _check_audio_file
-
-
-def _check_audio_file(url: str) -> list[tuple[str, str]]:
-    """The local file behind ``audio_url``, checked before anything is uploaded or paid:
-    present, at most 15 MB, really WAV or MP3 (by its header, matching its extension) and
-    3–30 s long (reference §2.2)."""
-    path = local_path(url)
-    if not os.path.isfile(path):
-        return [("audio_url", f"audio_url {url!r} is neither an http(s) URL nor an existing "
-                              "local file")]
-    try:
-        size = os.path.getsize(path)
-        if size > catalog.AUDIO_MAX_BYTES:
-            return [("audio_url", f"audio file {path!r} is {size / 2**20:.1f} MB; at most "
-                                  "15 MB")]
-        kind: Literal["WAV", "MP3"] = "WAV" if path.lower().endswith(".wav") else "MP3"
-        seconds = audiofile.duration(path, kind)
-    except OSError as e:
-        return [("audio_url", f"audio file {path!r} cannot be read: {e.strerror or e}")]
-    except audiofile.NotAudio as e:
-        article = "a WAV" if kind == "WAV" else "an MP3"
-        return [("audio_url", f"audio file {path!r} is not {article} file ({e}); the service "
-                              "takes WAV (RIFF/WAVE) or MP3 audio, 3–30 s, at most 15 MB")]
-    lo, hi = catalog.AUDIO_MIN_S, catalog.AUDIO_MAX_S
-    # an MP3's frame count includes the encoder's delay and padding (LAME adds ~50 ms that
-    # players and ffmpeg do not count): two frames of slack either way
-    slack = 0.06 if kind == "MP3" else 0.0
-    if seconds is not None and not lo - slack <= seconds <= hi + slack:
-        return [("audio_url", f"audio file {path!r} lasts {seconds:.2f} s; the service takes "
-                              f"{lo:g} to {hi:g} s")]
-    return []
-
-
-def _hash_audio(url: str) -> str:
-    try:
-        return file_sha256(local_path(url))
-    except OSError as e:
-        raise ValidationError([("audio_url", f"the local audio file {local_path(url)!r} cannot "
-                                             f"be read ({e.strerror or e}), so its content "
-                                             "cannot be fingerprinted")]) from None
+    return []  # the file itself is I/O: read once, by audiofile.load
 
 
 def check_audio_file(url: str) -> None:
     """:class:`ValidationError` unless the local file ``url`` names is acceptable audio (the
-    client calls this again right before uploading: the file may have changed since)."""
-    errors = _check_audio_file(url)
-    if errors:
-        raise ValidationError(errors)
+    client calls this again right before uploading: the file may have changed since). I/O:
+    the file is read once (:func:`wan_nb.audiofile.load`)."""
+    audiofile.load(url)
