@@ -12,6 +12,7 @@ from typing import Any
 
 from wan_nb._version import __version__
 from wan_nb.errors import ValidationError
+from wan_nb.ledger import CreateOutcome
 from wan_nb.statuses import STATUSES
 from wan_nb.store_codec import INSERTABLE, UPDATABLE, RunCodec, allowed_text, new_run_id
 from wan_nb.store_table import RunNotFound, StoreError, utc_text
@@ -192,7 +193,8 @@ class RunWrites(RunCodec):
             return cur.rowcount
 
     def begin_create(self, run_id: str, /, *, sent_at: datetime,
-                     max_age: timedelta = timedelta(hours=24)) -> tuple[str, str | None]:
+                     max_age: timedelta = timedelta(hours=24)
+                     ) -> tuple[CreateOutcome, str | None]:
         """Move a QUEUED run to SUBMITTING unless another run of the same backend, model and
         prompt is SUBMITTING (its create unresolved), in one write transaction, so the rule
         holds across kernels sharing this ledger.
