@@ -16,16 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
-from .client import AsyncClient, Client, Secret
+from .client import AsyncClient, Secret
 from .errors import (AmbiguousCreateError, APIError, AuthenticationError, BillingError,
                      ContentRejectedError, DownloadError, InvalidRequestError, JobTimeout,
                      ServerError, TaskExpired, TaskFailed, ThrottledError, TransportError,
                      UnsupportedOperationError, ValidationError, WanError)
 from .request import GenerationRequest
+from .session import Client, Session
 
 __all__ = [
-    "__version__", "connect", "Client", "AsyncClient", "GenerationRequest", "Job", "JobList",
-    "Store", "Experiment", "catalog",
+    "__version__", "connect", "Session", "Client", "AsyncClient", "GenerationRequest", "Job",
+    "JobList", "Store", "Experiment", "catalog",
     "WanError", "ValidationError", "APIError", "AuthenticationError", "InvalidRequestError",
     "UnsupportedOperationError", "ContentRejectedError", "BillingError", "ThrottledError",
     "ServerError", "TransportError", "AmbiguousCreateError", "TaskFailed", "TaskExpired",
@@ -48,8 +49,8 @@ def __getattr__(name: str) -> Any:  # heavy modules (pandas) load on first use
 def connect(api_key: str | Secret | None = None, *, region: str | None = None,
             base_url: str | None = None, store: Any = None, emulator: bool | None = None,
             speed: str | float | None = None, resume: bool = True, quiet: bool = False,
-            **kwargs: Any) -> Client:
-    """A :class:`Client` ready for notebooks.
+            **kwargs: Any) -> Session:
+    """A :class:`Session` ready for notebooks.
 
     With an API key (``api_key=`` or ``DASHSCOPE_API_KEY``) it talks to the real service
     (``region`` singapore/beijing/virginia, or ``base_url`` / ``DASHSCOPE_HTTP_BASE_URL``).

@@ -26,10 +26,10 @@ from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Iterable, 
 
 import httpx
 
-from . import catalog, runtime
+from . import catalog
 from ._version import __version__
 from .errors import (AmbiguousCreateError, APIError, DownloadError, TaskExpired,
-                     ThrottledError, TransportError, ValidationError, WanError, redact)
+                     ThrottledError, TransportError, ValidationError, redact)
 from .reconcile import match_created_task
 from .request import GenerationRequest, check_audio_file, file_sha256, local_path
 from .wire import (RetryPolicy, TaskPage, TaskState, TaskSummary, api_error, format_list_time,
@@ -606,140 +606,9 @@ def _check_task_id(task_id: str) -> None:
         raise ValidationError([("task_id", f"task_id {task_id!r} is not a task id")])
 
 
-class Client:
-    """The sync facade: the same calls as :class:`AsyncClient`, run on the toolkit's loop
-    thread, so they work in scripts, inside a running notebook kernel and in widget callbacks;
-    plus background jobs (:meth:`submit`, :meth:`generate`) recorded in a :class:`Store`.
+def __getattr__(name: str) -> Any:
+    if name == "Client":  # the session moved to wan_nb.session; kept importable from here
+        from .session import Client
 
-    >>> c = wan_nb.connect()                                      # doctest: +SKIP
-    >>> job = c.submit("a red kite over dunes", size="832*480")   # returns at once
-    >>> job.result().video                                        # doctest: +SKIP
-    '/home/me/wan_runs/videos/20261123-...mp4'
-    """
-
-    def __init__(self, api_key: str | Secret | None = None, *, region: str | None = None,
-                 base_url: str | None = None, async_client: AsyncClient | None = None,
-                 store: Any = None, policy: Any = None, **kwargs: Any):
-        api_key = None if api_key is None else Secret(api_key)  # first: see Secret
-        self.aio = async_client or AsyncClient(api_key, region=region, base_url=base_url,
-                                               **kwargs)
-        self.emulator: Any = None  # the embedded emulator, when connect() started one
-        self._store_arg = store
-        self._store: Any = None
-        self._policy = policy
-        self._manager: Any = None
-        if self.aio.config.ask_identity:
-            # asked once, here: the job manager and experiments read the backend as built
-            self.aio.config = runtime.run(self.aio.config.identify(
-                self.aio._transport, timeout=min(10.0, self.aio.timeout)))
-
-    def __repr__(self) -> str:
-        config = getattr(getattr(self, "aio", None), "config", None)  # may be half-built
-        if not isinstance(config, Config):
-            return "Client(<not configured>)"
-        return (f"Client(base_url={config.base_url!r}, backend={config.backend!r}, "
-                f"api_key={config.api_key!r})")
-
-    @property
-    def backend(self) -> str:
-        return self.aio.backend
-
-    @property
-    def base_url(self) -> str:
-        return self.aio.base_url
-
-    # -- the endpoints, synchronously --------------------------------------------------------
-    def create_task(self, request: GenerationRequest | None = None,
-                    **params: Any) -> TaskState:
-        return runtime.run(self.aio.create_task(as_request(request, params)))
-
-    def get_task(self, task_id: str) -> TaskState:
-        return runtime.run(self.aio.get_task(task_id))
-
-    def list_tasks(self, **filters: Any) -> TaskPage:
-        return runtime.run(self.aio.list_tasks(**filters))
-
-    def cancel_task(self, task_id: str) -> None:
-        return runtime.run(self.aio.cancel_task(task_id))
-
-    def download(self, url: str, path: str | os.PathLike) -> DownloadResult:
-        return runtime.run(self.aio.download(url, path))
-
-    # -- background jobs ---------------------------------------------------------------------
-    @property
-    def store(self) -> Any:
-        """The run ledger (``./wan_runs`` beside the notebook unless told otherwise)."""
-        if self._store is None:
-            from .store import Store
-
-            arg = self._store_arg
-            store = arg if isinstance(arg, Store) else Store(arg)
-            legacy = self.aio.config.legacy_backend
-            if legacy and legacy != self.backend and not store.read_only:
-                # runs an earlier version (or an unanswered question) filed under the URL's
-                # spelling belong to the service that has now said who it is
-                store.rename_backend(legacy, self.backend)
-            self._store = store
-        return self._store
-
-    @property
-    def manager(self) -> Any:
-        if self._manager is None:
-            self._check_open()
-            from .poller import JobManager
-
-            self._manager = JobManager(self.aio, self.store, policy=self._policy)
-        return self._manager
-
-    def submit(self, request: GenerationRequest | str | None = None, *,
-               experiment: str | None = None, variant: str | None = None,
-               tags: Iterable[str] = (), **params: Any) -> Any:
-        """Validate, record and queue a generation; returns a :class:`~wan_nb.jobs.Job` at
-        once. The task is created as soon as the model's submission rate allows, polled in
-        the background, and its video downloaded into the store."""
-        req = as_request(request, params)
-        self._check_open()
-        self.aio.require_key()
-        return self.manager.submit(req, experiment=experiment, variant=variant, tags=tags)
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise WanError("this client is closed: it takes no more work; call "
-                           "wan_nb.connect() again (recorded runs resume there)")
-
-    def generate(self, request: GenerationRequest | str | None = None, *,
-                 timeout: float | None = None, **params: Any) -> Any:
-        """:meth:`submit` and wait for the result (Ctrl-C stops the wait, not the task)."""
-        return self.submit(request, **params).result(timeout=timeout)
-
-    def resume(self) -> Any:
-        """Re-attach to the unfinished runs of this backend in the store (after a restart)."""
-        self._check_open()
-        return self.manager.resume()
-
-    @property
-    def closed(self) -> bool:
-        return self.aio.closed
-
-    @property
-    def jobs(self) -> Any:
-        """Every job this client looks after, oldest first."""
-        from .jobs import JobList
-
-        return JobList(self.manager.jobs.values())
-
-    def to_dataframe(self, **filters: Any) -> Any:
-        """The store's runs as a pandas DataFrame."""
-        return self.store.to_dataframe(**filters)
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop background work (jobs stay recorded and resume on the next connect) and
-        close the connection pool. Returns within about ``timeout`` seconds whatever a
-        background step is doing; afterwards the client refuses new work."""
-        self.aio.closed = True
-        try:
-            if self._manager is not None:
-                self._manager.close(timeout=timeout)
-            runtime.run(self.aio.aclose(), timeout=timeout)
-        except WanError:
-            pass
+        return Client
+    raise AttributeError(f"module 'wan_nb.client' has no attribute {name!r}")

@@ -54,10 +54,10 @@ def video_tag(path: str | None, width: int = 480) -> str:
 
 def video_problem(job: Any) -> Any:
     """The store's check of a job's video (None when there is nothing to say or no store)."""
-    if not job._row.get("video_path"):
+    if not job.video_path:
         return None
     try:
-        check = job._manager.store.check_video(job.run_id)
+        check = job.check_video()
     except Exception:  # a display never fails because the ledger cannot be read
         return None
     return None if check.ok else check
@@ -90,7 +90,7 @@ def job_html(job: Any, width: int = 480) -> str:
              f"<b>{html.escape(r.model)}</b> {html.escape(str(r.size))} · {r.duration}s · "
              f"seed {r.seed} · <code>{html.escape(job.run_id)}</code></div>",
              f"<div title='{html.escape(r.prompt)}'>{_short(r.prompt, 200)}</div>"]
-    actual = job._row.get("actual_prompt")
+    actual = job.actual_prompt
     if actual and actual != r.prompt:
         lines.append(f"<details><summary>rewritten prompt</summary>{html.escape(actual)}"
                      "</details>")

@@ -163,15 +163,13 @@ class Experiment:
         new = [(k, r) for k, r in reqs
                if (row := self._existing(r)) is None or _retryable(row)]
         cost = sum(r.estimated_cost or 0.0 for _, r in new)
-        durations = self.client.manager.durations
         eta = 0.0
         by_model: dict[str, list[GenerationRequest]] = {}
         for _, r in new:
             by_model.setdefault(r.model, []).append(r)
         for model, rs in by_model.items():
             spec = catalog.get_model(model)
-            runs = [durations.expected_run(self.client.backend, r.model, r.size or "",
-                                           int(r.duration or 0)) for r in rs]
+            runs = [self.client.expected_run_seconds(r) for r in rs]
             waves = math.ceil(len(rs) / spec.concurrency)
             eta = max(eta, waves * max(runs) + len(rs) / spec.submissions_per_s)
         return {"experiment": self.name, "variants": len(reqs), "new_runs": len(new),
@@ -193,14 +191,14 @@ class Experiment:
                                    or not isinstance(budget, (int, float)) or not budget >= 0):
             raise ValidationError([("budget", f"budget must be a number >= 0, not {budget!r}")])
         reqs = self.requests()
-        manager = self.client.manager
+        session = self.client
         spent = 0.0
         self.skipped = []
         jobs = JobList()
         for key, request in reqs:
             row = None if force else self._existing(request)
             if row is not None and not (retry_failed and _retryable(row)):
-                job = manager.attach(row["run_id"])
+                job = session.attach(row["run_id"])
             else:
                 cost = request.estimated_cost or 0.0
                 if budget is not None and spent + cost > budget + 1e-9:
@@ -209,7 +207,7 @@ class Experiment:
                 spent += cost
                 # the check above is only a fast path: another kernel may be running this
                 # same cell right now, so the store re-checks and inserts in one step
-                job = manager.submit(request, experiment=self.name, variant=key,
+                job = session.submit(request, experiment=self.name, variant=key,
                                      tags=self.tags, dedupe=not force,
                                      reuse_unless=RETRYABLE if retry_failed else (),
                                      always_reuse_codes=NEVER_RETRIED_CODES)
@@ -223,10 +221,9 @@ class Experiment:
 
     def resume(self) -> JobList:
         """Re-attach to this experiment's runs (after a kernel restart), without submitting."""
-        manager = self.client.manager
         for row in self.store.runs(experiment=self.name):
             if row.get("backend") == self.client.backend:
-                job = manager.attach(row["run_id"])
+                job = self.client.attach(row["run_id"])
                 self._jobs[row.get("variant") or row["run_id"]] = job
         return self.jobs
 
@@ -252,7 +249,8 @@ class Experiment:
         as the prompt with ``prompt_extend=False`` and the same seed, which separates the
         rewriter's variance from the generator's."""
         row = self.store.get_run(run_id)
-        request = GenerationRequest.from_params(row["request_json"])
+        request = GenerationRequest.from_params(row["request_json"], stored=True,
+                                               fingerprint=row.get("fingerprint"))
         variant = row.get("variant") or run_id
         if freeze_rewrite:
             actual = row.get("actual_prompt")
@@ -265,8 +263,8 @@ class Experiment:
             request = request.replace(prompt=actual, prompt_extend=False,
                                       shot_type=None if not spec.multi_shot else "single")
             variant += "|frozen"
-        job = self.client.manager.submit(request, experiment=self.name, variant=variant,
-                                         tags=[*self.tags, f"rerun-of:{run_id}"])
+        job = self.client.submit(request, experiment=self.name, variant=variant,
+                                 tags=[*self.tags, f"rerun-of:{run_id}"])
         self._jobs[f"{variant}@{job.run_id}"] = job
         return job
 

@@ -21,21 +21,22 @@ import asyncio
 import collections
 import datetime as dt
 import logging
-import random
-import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import types
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from . import catalog, runtime
+from . import runtime
 from .errors import JobTimeout, TaskExpired, TaskFailed, WanError
 from .request import GenerationRequest
+from .schedule import Durations, PollPolicy  # noqa: F401  (their old home: kept importable)
 from .statuses import ENDED_WITHOUT_VIDEO, FINAL_STATUSES, OUTCOME_UNKNOWN
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .store_video import VideoCheck
 
     from .poller import JobManager
 
@@ -43,169 +44,193 @@ log = logging.getLogger("wan_nb.jobs")
 
 
 
-@dataclass(frozen=True)
-class PollPolicy:
-    """When to ask the service again.
-
-    A job's next poll is ``clamp(share * remaining, floor, ceiling)`` seconds away, where
-    ``remaining`` is the learned run time left (median of finished runs of the same backend,
-    model, size and duration); past the expected end it is ``clamp(overrun_share * overrun,
-    floor, ceiling)``. Every interval gets ±``jitter`` so many jobs do not poll in lockstep.
-    With ``list_threshold`` or more jobs in flight, one list request replaces their queries.
-    """
-
-    floor: float = 0.5
-    ceiling: float = 15.0
-    share: float = 0.6
-    overrun_share: float = 0.25
-    jitter: float = 0.1
-    list_threshold: int = 3
-    max_list_pages: int = 5
-    query_rate: float = 15.0  # under the documented 20 requests/s for query+list+cancel
-    max_unrecognized: int = 5  # polls answering a status we do not know before giving up
-    downloads: int = 3
-    download_rounds: int = 6  # download attempts (each itself retried) before giving up
-    reconcile_after: float = 2.0
-    heartbeat: float = 10.0
-    create_spacing: float = 1.1  # × 1/rate between creates of one model
-    watch_interval: float = 1.0  # how often runs owned by another kernel are re-read
-    reconcile_give_up: float = 900.0  # s an ambiguous create may stay undecided
-
-    def interval(self, remaining: float, rng: random.Random) -> float:
-        base = self.share * remaining if remaining > 0 else self.overrun_share * -remaining
-        return min(self.ceiling, max(self.floor, base)) * rng.uniform(1 - self.jitter,
-                                                                       1 + self.jitter)
-
-
-class Durations:
-    """Learned queue and run times, by (backend, model, size, duration)."""
-
-    DEFAULT_RUN = {"emulator": 3.0}
-    LIVE_DEFAULT_RUN = 150.0
-
-    def __init__(self) -> None:
-        self._run: dict[tuple, list[float]] = collections.defaultdict(list)
-
-    def learn(self, backend: str, model: str, size: str, duration: int,
-              run_s: float | None) -> None:
-        if run_s is not None and run_s >= 0:
-            samples = self._run[(backend, model, size, int(duration))]
-            samples.append(float(run_s))
-            del samples[:-50]
-
-    def learn_from_store(self, rows: Iterable[dict]) -> None:
-        for r in rows:
-            if r.get("status") == "SUCCEEDED" and r.get("run_s") is not None:
-                self.learn(str(r.get("backend")), r["model"], r["size"], r["duration"],
-                           r["run_s"])
-
-    def knows(self, backend: str, model: str) -> bool:
-        """Whether any run time of ``model`` on ``backend`` has been learned."""
-        return any(v for (b, m, _, _), v in list(self._run.items())
-                   if b == backend and m == model)
-
-    def expected_run(self, backend: str, model: str, size: str, duration: int) -> float:
-        exact = self._run.get((backend, model, size, int(duration)))
-        if exact:
-            return statistics.median(exact)
-        # same backend and model, scaled by pixels × seconds
-        w, h = catalog.parse_size(size)
-        scaled = [statistics.median(v) * (w * h * duration) / (ww * hh * dd)
-                  for (b, m, s, dd), v in list(self._run.items())
-                  if b == backend and m == model and v
-                  for ww, hh in [catalog.parse_size(s)]]
-        if scaled:
-            return statistics.median(scaled)
-        return self.DEFAULT_RUN.get(backend.split(":")[0], self.LIVE_DEFAULT_RUN)
-
-
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+T = TypeVar("T")
+
+
+class RunState:
+    """A run as this kernel knows it: its ledger record and who waits for it.
+
+    Owned and written by the job manager (on the toolkit's thread); a :class:`Job` is a
+    read-only view of it. ``skew`` is the service's clock minus the local one (seconds),
+    learned from the first answer; ``unattended`` says why nothing in this kernel looks after
+    the run (it belongs to another backend), or is None."""
+
+    __slots__ = ("record", "callbacks", "done_event", "skew", "unattended")
+
+    def __init__(self, record: Mapping[str, Any]) -> None:
+        self.record: dict[str, Any] = dict(record)
+        self.callbacks: list[Callable[[Job], Any]] = []
+        self.done_event: asyncio.Event | None = None
+        self.skew: float | None = None
+        self.unattended: str | None = None
+
+    def event(self) -> asyncio.Event:
+        """Set once the run is done (created lazily, on the toolkit's loop)."""
+        if self.done_event is None:
+            self.done_event = asyncio.Event()
+            if _is_finished(self.record):
+                self.done_event.set()
+        return self.done_event
+
+
+class Field(Generic[T]):
+    """A column of the run's ledger record, read through the job (``job.task_id``)."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, job: None, owner: type | None = None) -> Field[T]: ...
+    @overload
+    def __get__(self, job: Job, owner: type | None = None) -> T: ...
+
+    def __get__(self, job: Job | None, owner: type | None = None) -> Field[T] | T:
+        if job is None:
+            return self
+        return job._state.record.get(self.name)  # type: ignore[return-value]
 
 
 class Job:
     """One run: a request, its task on the service, and its video on disk.
 
     Read its state from the attributes (``status``, ``task_id``, ``actual_prompt``,
-    ``video_path``, ...); wait with :meth:`result` (or ``await job``); :meth:`cancel` a PENDING
-    one; :meth:`on_change` to be told about every change (callbacks run on the toolkit's
-    thread: set widget values there, do not print or block).
+    ``video_path``, ... : every column of the ledger, see :attr:`record`); wait with
+    :meth:`result` (or ``await job``); :meth:`cancel` a QUEUED or PENDING one;
+    :meth:`on_change` to be told about every change (callbacks run on the toolkit's thread:
+    set widget values there, do not print or block).
     """
 
-    def __init__(self, manager: JobManager, row: dict[str, Any]):
+    # -- the ledger record's columns (None until known) ---------------------------------------
+    experiment: Field[str | None] = Field("the experiment this run belongs to")
+    variant: Field[str | None] = Field("the experiment's variant (a grid cell's name)")
+    tags: Field[list[str]] = Field("the run's tags")
+    prompt: Field[str] = Field("the prompt as sent")
+    negative_prompt: Field[str | None] = Field("the negative prompt as sent")
+    actual_prompt: Field[str | None] = Field(
+        "the prompt the service generated from (its rewrite), when it discloses it")
+    model: Field[str] = Field("the model's exact name, as sent")
+    size: Field[str | None] = Field("width*height as sent")
+    width: Field[int] = Field("video width in pixels")
+    height: Field[int] = Field("video height in pixels")
+    tier: Field[str | None] = Field("480P, 720P or 1080P")
+    duration: Field[int] = Field("seconds asked for")
+    seed: Field[int | None] = Field("the seed sent")
+    prompt_extend: Field[bool | None] = Field("whether the service may rewrite the prompt")
+    watermark: Field[bool | None] = Field("whether the video carries the AI watermark")
+    audio_mode: Field[str | None] = Field("auto, custom or silent")
+    audio_url: Field[str | None] = Field("the custom audio's URL or local file")
+    shot_type: Field[str | None] = Field("single or multi (wan2.6)")
+    error_code: Field[str | None] = Field("the service's (or wan_nb's) error code")
+    error_message: Field[str | None] = Field("the error's message")
+    task_id: Field[str | None] = Field("the service's task id (None until created)")
+    request_id: Field[str | None] = Field("the create request's id (for support)")
+    created_at: Field[dt.datetime] = Field("when the run was recorded (UTC)")
+    sent_at: Field[dt.datetime | None] = Field("when its create request left (UTC)")
+    submit_time: Field[dt.datetime | None] = Field("when the service accepted the task")
+    scheduled_time: Field[dt.datetime | None] = Field("when the service started running it")
+    end_time: Field[dt.datetime | None] = Field("when the service finished it")
+    usage_video_count: Field[int | None] = Field("usage: videos made")
+    usage_video_duration: Field[float | None] = Field("usage: seconds of video billed")
+    usage_video_ratio: Field[str | None] = Field("usage: the video's size as reported")
+    usage_duration: Field[float | None] = Field("usage: duration (2026 models)")
+    usage_size: Field[str | None] = Field("usage: size")
+    usage_sr: Field[int | None] = Field("usage: SR, the output resolution (2026 models)")
+    usage_input_video_duration: Field[float | None] = Field("usage: input video seconds")
+    usage_output_video_duration: Field[float | None] = Field("usage: output video seconds")
+    usage_json: Field[dict[str, Any] | None] = Field("usage as the service sent it")
+    cost_usd: Field[float | None] = Field(
+        "USD: the estimate until the service reports usage, then the billed figure")
+    video_url: Field[str | None] = Field("the service's signed video URL (valid 24 h)")
+    video_url_expires_at: Field[dt.datetime | None] = Field("when that URL expires")
+    video_path: Field[str | None] = Field("the video's path inside the store (see video)")
+    video_sha256: Field[str | None] = Field("sha256 of the downloaded video")
+    video_bytes: Field[int | None] = Field("its size in bytes")
+    video_mtime_ns: Field[int | None] = Field("its file's mtime when verified")
+    video_fps: Field[float | None] = Field("frames per second, probed")
+    video_frames: Field[int | None] = Field("frames, probed")
+    video_duration: Field[float | None] = Field("seconds, probed")
+    has_audio: Field[bool | None] = Field("whether the video has a sound track, probed")
+    download_error: Field[str | None] = Field("why the video is missing or differs")
+    rating: Field[int | None] = Field("your rating (1-5)")
+    notes: Field[str | None] = Field("your notes")
+    fingerprint: Field[str] = Field("sha256 of the canonical request")
+    backend: Field[str] = Field("the service (live:<region>, emulator, ...) it ran on")
+    wan_nb_version: Field[str | None] = Field("the wan_nb version that recorded it")
+    owner: Field[str | None] = Field("the kernel looking after it (host:pid:tag)")
+    owner_heartbeat: Field[dt.datetime | None] = Field("that kernel's last sign of life")
+    updated_at: Field[dt.datetime | None] = Field("the record's last change (UTC)")
+
+    def __init__(self, manager: JobManager, state: RunState | Mapping[str, Any]):
         self._manager = manager
+        self._state = state if isinstance(state, RunState) else RunState(state)
+        row = self._state.record
         self.run_id: str = row["run_id"]
         # a stored request is read back as recorded: no file is touched (pure)
-        self.request = GenerationRequest.from_params(row["request_json"], stored=True)
-        self.experiment: str | None = row.get("experiment")
-        self.variant: str | None = row.get("variant")
-        self._callbacks: list[Callable[[Job], Any]] = []
-        self._done: asyncio.Event | None = None
-        self._row: dict[str, Any] = dict(row)
-        # poller bookkeeping (runtime thread only)
-        self._next_poll = 0.0
-        self._unrecognized = 0
-        self._skew: float | None = None  # service clock minus local clock, seconds
-        self._reconcile_tries = 0
-        self._not_before = 0.0
-        self._unknown = 0
-        self._download_tries = 0
-        self._starting = False  # a create was started, before the row says SUBMITTING
-        self._failures = 0  # background steps of this job that failed unexpectedly
-        self._cancelling = False
-        self._unattended: str | None = None  # why nothing in this kernel looks after it
+        self.request = GenerationRequest.from_params(row["request_json"], stored=True,
+                                                     fingerprint=row.get("fingerprint"))
 
     # -- state (read anywhere) ---------------------------------------------------------------
-    def __getattr__(self, name: str) -> Any:
-        row = self.__dict__.get("_row")
-        if row is not None and name in row:
-            return row[name]
-        raise AttributeError(name)
+    @property
+    def record(self) -> Mapping[str, Any]:
+        """The run's ledger record as this kernel last saw it (read-only)."""
+        return types.MappingProxyType(self._state.record)
 
     @property
     def status(self) -> str:
-        return self._row["status"]
+        return self._state.record["status"]
 
     @property
     def done(self) -> bool:
         """True once nothing more will happen to this job."""
-        return _is_finished(self._row)
+        return _is_finished(self._state.record)
 
     @property
     def ok(self) -> bool:
         """SUCCEEDED with its video on disk, as downloaded (size and mtime checked; the
         sha256 only when they changed)."""
-        return (self.status == "SUCCEEDED" and self._row.get("video_path") is not None
-                and self._manager.store.check_video(self._row).ok)
+        return (self.status == "SUCCEEDED" and self._state.record.get("video_path") is not None
+                and self.check_video().ok)
+
+    def check_video(self, *, full: bool = False) -> VideoCheck:
+        """Is the downloaded video still the one downloaded? (see ``Store.check_video``:
+        size and mtime, the sha256 only when they changed or with ``full=True``)."""
+        return self._manager.store.check_video(self._state.record, full=full)
 
     @property
     def video(self) -> str | None:
         """Absolute path of the downloaded video, or None."""
-        p = self._manager.store.video_file(self._row)
+        p = self._manager.store.video_file(self._state.record)
         return str(p) if p is not None else None
 
     @property
     def error(self) -> str | None:
-        code, msg = self._row.get("error_code"), self._row.get("error_message")
+        code, msg = self._state.record.get("error_code"), self._state.record.get("error_message")
         if code or msg:
             return f"{code}: {msg}" if code and msg else str(code or msg)
-        return self._row.get("download_error")
+        return self._state.record.get("download_error")
 
     @property
     def elapsed(self) -> float:
         """Seconds since the job was created (until it finished)."""
-        start = self._row["created_at"]
-        end = self._row.get("updated_at") if self.done else _utcnow()
+        start = self._state.record["created_at"]
+        end = self._state.record.get("updated_at") if self.done else _utcnow()
         return max(0.0, ((end or _utcnow()) - start).total_seconds())
 
     def eta(self) -> float | None:
         """Expected seconds until the task ends, from learned run times (None when done)."""
         if self.done:
             return None
-        m = self._manager
         r = self.request
-        run = m.durations.expected_run(m.backend, r.model, r.size or "", int(r.duration or 0))
-        started = self._local_time("scheduled_time")
+        run = self._manager.schedule.expected_run(r.model, r.size or "", int(r.duration or 0))
+        started = self.local_time("scheduled_time")
         if self.status == "RUNNING" and started is not None:
             return max(0.0, started + run - time.time())
         return run
@@ -219,14 +244,16 @@ class Job:
                 "eta": None if eta is None else round(eta, 1),
                 "fraction": round(min(1.0, frac), 3), "done": self.done, "error": self.error}
 
-    def _local_time(self, name: str) -> float | None:
-        when = self._row.get(name)
+    def local_time(self, name: str) -> float | None:
+        """A time column of the record (``scheduled_time``, ...) as a local epoch timestamp,
+        corrected for the service's clock skew; None when unknown."""
+        when = self._state.record.get(name)
         if when is None:
             return None
-        return when.timestamp() - (self._skew or 0.0)
+        return when.timestamp() - (self._state.skew or 0.0)
 
     def __repr__(self) -> str:
-        task = f" task={self.task_id}" if self._row.get("task_id") else ""
+        task = f" task={self.task_id}" if self._state.record.get("task_id") else ""
         return (f"<Job {self.run_id} {self.status}{task} {self.request.model} "
                 f"{self.request.size} {self.request.duration}s seed={self.request.seed}>")
 
@@ -237,17 +264,13 @@ class Job:
 
     # -- waiting -----------------------------------------------------------------------------
     def _event(self) -> asyncio.Event:
-        if self._done is None:
-            self._done = asyncio.Event()
-            if self.done:
-                self._done.set()
-        return self._done
+        return self._state.event()
 
     async def _wait(self) -> Job:
         """Until the job is done, or nothing looks after it any more (client closed)."""
         closed = self._manager._closed_event
-        if closed is None or self._manager.closed or self._unattended:
-            if not self._manager.closed and not self._unattended:
+        if closed is None or self._manager.closed or self._state.unattended:
+            if not self._manager.closed and not self._state.unattended:
                 await self._event().wait()
             return self
         done = asyncio.ensure_future(self._event().wait())
@@ -260,9 +283,9 @@ class Job:
         return self
 
     def _raise_if_abandoned(self) -> None:
-        if not self.done and self._unattended:
+        if not self.done and self._state.unattended:
             raise WanError(f"job {self.run_id} is {self.status} and nothing in this kernel "
-                           f"looks after it: {self._unattended}")
+                           f"looks after it: {self._state.unattended}")
         if not self.done and self._manager.closed:
             raise WanError(f"job {self.run_id} is {self.status} and nothing looks after it: "
                            "its client was closed. The run stays recorded; wan_nb.connect() "
@@ -304,8 +327,8 @@ class Job:
         if status in ENDED_WITHOUT_VIDEO or (status == "SUCCEEDED"
                                                              and not self.ok):
             raise TaskFailed(f"job {self.run_id} {status}: {self.error or 'no video'}",
-                             code=self._row.get("error_code"), status=status,
-                             task_id=self._row.get("task_id"), job=self)
+                             code=self._state.record.get("error_code"), status=status,
+                             task_id=self._state.record.get("task_id"), job=self)
 
     def __await__(self):
         async def waiter() -> Job:
@@ -321,9 +344,18 @@ class Job:
         return waiter().__await__()
 
     def on_change(self, callback: Callable[[Job], Any]) -> Callable[[Job], Any]:
-        """Call ``callback(job)`` after every change of this job (on the toolkit's thread)."""
-        self._callbacks.append(callback)
+        """Call ``callback(job)`` after every change of this job (on the toolkit's thread).
+        Returns ``callback`` (so it works as a decorator); :meth:`off_change` removes it."""
+        self._state.callbacks.append(callback)
         return callback
+
+    def off_change(self, callback: Callable[[Job], Any]) -> bool:
+        """Stop calling ``callback``; False if it was not registered."""
+        try:
+            self._state.callbacks.remove(callback)
+        except ValueError:
+            return False
+        return True
 
     def cancel(self) -> None:
         """Cancel a job that is QUEUED (never sent) or PENDING on the service.
@@ -340,8 +372,8 @@ class Job:
         return Tracker([self])
 
     def refresh(self) -> Job:
-        """Re-read this job's row from the store."""
-        self._row = self._manager.store.get_run(self.run_id)
+        """Re-read this job's record from the store."""
+        self._state.record = self._manager.store.get_run(self.run_id)
         return self
 
 

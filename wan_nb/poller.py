@@ -23,7 +23,8 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import catalog, runtime
@@ -31,7 +32,8 @@ from ._version import __version__
 from .errors import (AmbiguousCreateError, APIError, DownloadError, JobTimeout, TaskExpired,
                      ThrottledError, TransportError, UnsupportedOperationError,
                      ValidationError, WanError)
-from .jobs import Durations, Job, JobList, PollPolicy, _utcnow
+from .jobs import Job, JobList, RunState, _utcnow
+from .schedule import CreatePacer, Durations, PollPolicy, QueryLimiter, Schedule
 from .reconcile import CreateGate, create_key
 from .request import GenerationRequest
 from .store_table import StoreError
@@ -43,6 +45,21 @@ if TYPE_CHECKING:
     from .store import Store
 
 log = logging.getLogger("wan_nb.jobs")
+
+
+@dataclass
+class Track:
+    """The poller's bookkeeping for one run (runtime thread only)."""
+
+    next_poll: float = 0.0  # monotonic time of the next query
+    not_before: float = 0.0  # no create (or reconcile pass) before this monotonic time
+    unrecognized: int = 0  # answers in a row with a status this version does not know
+    unknown: int = 0  # UNKNOWN answers so far (believed at the third)
+    reconcile_tries: int = 0  # list checks that found no task for an ambiguous create
+    download_tries: int = 0  # download rounds so far
+    failures: int = 0  # background steps of this run that failed unexpectedly
+    starting: bool = False  # a create was started, before the record says SUBMITTING
+    cancelling: bool = False  # a cancel request is on its way
 
 
 class JobManager:
@@ -62,10 +79,13 @@ class JobManager:
         self.durations = Durations()
         self.durations.learn_from_store(store.runs(status="SUCCEEDED"))
         self.jobs: dict[str, Job] = {}
+        self._states: dict[str, RunState] = {}  # what each job shows (a Job is a view of it)
+        self._tracks: dict[str, Track] = {}  # the poller's bookkeeping per run
         self._rng = rng or random.Random()
         self._queue: collections.deque[Job] = collections.deque()
-        self._next_create: dict[str, float] = {}
-        self._query_times: collections.deque[float] = collections.deque()
+        self.schedule = Schedule(self.policy, self.durations, self.backend, self._rng)
+        self._pacer = CreatePacer(self.policy.create_spacing)
+        self._limiter = QueryLimiter(self.policy.query_rate)
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._inflight: set[asyncio.Task] = set()
@@ -87,6 +107,7 @@ class JobManager:
         self._last_failure_log = 0.0
         self.closed = False
         self.stats: collections.Counter[str] = collections.Counter()
+        self._added_callbacks: list[Callable[[Job], Any]] = []
 
     # -- public (any thread) -----------------------------------------------------------------
     def submit(self, request: GenerationRequest, *, experiment: str | None = None,
@@ -112,7 +133,7 @@ class JobManager:
                 return self.attach(run_id)
         else:
             run_id = self.store.insert_run(**row)
-        job = Job(self, self.store.get_run(run_id))
+        job = self._new_job(self.store.get_run(run_id))
         self._register(job)
         return job
 
@@ -152,20 +173,20 @@ class JobManager:
             return self.jobs[run_id]
         self._check_open()
         row = self.store.get_run(run_id)
-        job = Job(self, row)
+        job = self._new_job(row)
         if not job.done and row.get("backend") == self.backend:
             if self._claim(row):
-                job._row = self.store.get_run(run_id)
+                self._state(job).record = self.store.get_run(run_id)
                 self._register(job)
             else:  # another live kernel looks after it: follow the ledger
                 self._watched.add(run_id)  # before the poller can see the job
-                self.jobs[run_id] = job
+                self._add(job)
                 runtime.get_loop().call_soon_threadsafe(self._start_watching)
         else:
             if not job.done:
-                job._unattended = (f"it belongs to backend {row.get('backend')!r}, not "
+                self._state(job).unattended = (f"it belongs to backend {row.get('backend')!r}, not "
                                    f"{self.backend!r}; connect to that backend to follow it")
-            self.jobs[run_id] = job
+            self._add(job)
         return job
 
     def _start_watching(self) -> None:
@@ -203,7 +224,7 @@ class JobManager:
         audio file, a model this version dropped) ends REJECTED if nothing was sent, instead
         of stopping the whole resume."""
         try:
-            return Job(self, row)
+            return self._new_job(row)
         except (ValidationError, ValueError, TypeError) as e:
             if row.get("task_id") or row["status"] not in ("QUEUED",):
                 log.warning("run %s cannot be resumed: %s", row["run_id"], e)
@@ -228,10 +249,7 @@ class JobManager:
 
     @property
     def _stale_after(self) -> float:
-        """Seconds without a heartbeat after which another kernel's run may be taken over.
-        Judged against the owner's interval, not ours: at least three default intervals, so
-        a kernel that beats every 10 s is never taken for dead by one that beats every 1 s."""
-        return 3 * max(self.policy.heartbeat, PollPolicy.heartbeat)
+        return self.policy.stale_after
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop all background work; returns within about ``timeout`` seconds whatever a
@@ -284,7 +302,7 @@ class JobManager:
         }
 
     def _register(self, job: Job) -> None:
-        self.jobs[job.run_id] = job
+        self._add(job)
         loop = runtime.get_loop()
         loop.call_soon_threadsafe(self._adopt, job)
 
@@ -295,13 +313,13 @@ class JobManager:
         if status == "QUEUED":
             self._queue.append(job)
         elif status == "SUBMITTING":
-            job._not_before = time.monotonic()  # resumed mid-create: reconcile first
+            self._t(job).not_before = time.monotonic()  # resumed mid-create: reconcile first
             self._ambiguous.add(job.run_id)
             self._spawn(self._reconcile(job), job)
         elif status == "SUCCEEDED" and not job.done:
             self._start_download(job, refresh=True)
         elif status in ACTIVE_SERVICE:
-            job._next_poll = 0.0
+            self._t(job).next_poll = 0.0
         self._wake_up()
 
     def _ensure_running(self) -> None:
@@ -343,8 +361,8 @@ class JobManager:
         leave it hanging, and never give up a task that may be paid. A create that may have
         left is reconciled; a created task keeps being polled; a succeeded one is downloaded
         again later; only a run that sent nothing ends (REJECTED), after repeated failures."""
-        job._failures += 1
-        delay = min(60.0, 2.0 * 2 ** min(job._failures, 5))
+        self._t(job).failures += 1
+        delay = min(60.0, 2.0 * 2 ** min(self._t(job).failures, 5))
         try:
             self._reload(job)
         except Exception as e:
@@ -354,18 +372,18 @@ class JobManager:
             if status == "SUBMITTING":
                 if job.run_id not in self._reconciling:
                     self._ambiguous.add(job.run_id)
-                    job._not_before = time.monotonic() + delay
+                    self._t(job).not_before = time.monotonic() + delay
                     self._spawn(self._reconcile(job), job)
-            elif status == "QUEUED" and job._failures < 5:
-                job._not_before = time.monotonic() + delay
+            elif status == "QUEUED" and self._t(job).failures < 5:
+                self._t(job).not_before = time.monotonic() + delay
                 self._queue.append(job)
             elif status == "QUEUED":
                 self._finish(job, status="REJECTED", error_code="InternalError",
                              error_message=f"wan_nb could not submit it ({why}); nothing "
                                            "was sent")
             elif status in ACTIVE_SERVICE and job.task_id:
-                job._next_poll = time.monotonic() + delay
-            elif status == "SUCCEEDED" and job._failures < 5:
+                self._t(job).next_poll = time.monotonic() + delay
+            elif status == "SUCCEEDED" and self._t(job).failures < 5:
                 self._start_download(job, delay=delay)
             elif status == "SUCCEEDED":
                 self._finish(job, download_error=f"wan_nb could not record the video "
@@ -448,13 +466,13 @@ class JobManager:
             self._last_failure_log = now
 
     def _next_wakeup(self) -> float:
-        times = [j._next_poll for j in self._polled()]
+        times = [self._t(j).next_poll for j in self._polled()]
         if self._watched:
             times.append(self._next_watch)
         if self._queue:
-            times.append(max(min(self._next_create.get(j.request.model, 0.0)
+            times.append(max(min(self._pacer.next_allowed(j.request.model)
                                  for j in self._queue),
-                             min(j._not_before for j in self._queue)))
+                             min(self._t(j).not_before for j in self._queue)))
         busy = bool(self._inflight) or any(not j.done for j in list(self.jobs.values()))
         return min(times) if times else time.monotonic() + (1.0 if busy else 30.0)
 
@@ -474,33 +492,30 @@ class JobManager:
             model = job.request.model
             if job.status != "QUEUED" or job.run_id in self._cancel_requested:
                 continue  # cancelled while queued
-            if (now < job._not_before or now < self._next_create.get(model, 0.0)
+            if (now < self._t(job).not_before or not self._pacer.ready(model, now)
                     or create_key(job.request) in busy):
                 waiting.append(job)
                 continue
-            rate = catalog.get_model(model).submissions_per_s
-            # a margin over the documented rate: the service counts in a sliding one-second
-            # window, and requests leave a little later than they are started
-            self._next_create[model] = now + self.policy.create_spacing / rate
+            self._pacer.started(model, now)
             busy.add(create_key(job.request))
-            job._starting = True
+            self._t(job).starting = True
             self._spawn(self._create(job), job)
         self._queue = waiting
 
     def _starting_keys(self) -> set[tuple[str, str]]:
-        return {create_key(j.request) for j in list(self.jobs.values()) if j._starting}
+        return {create_key(j.request) for j in list(self.jobs.values()) if self._t(j).starting}
 
     async def _create(self, job: Job) -> None:
         gate = self._gates[job.request.model]
         try:
             await gate.create()
         except BaseException:
-            job._starting = False
+            self._t(job).starting = False
             raise
         try:
             await self._create_inside_gate(job)
         finally:
-            job._starting = False
+            self._t(job).starting = False
             await gate.created()
 
     async def _create_inside_gate(self, job: Job) -> None:
@@ -513,7 +528,7 @@ class JobManager:
             # another kernel sharing this ledger has an unresolved create of this prompt:
             # wait for it (and take it over if that kernel is gone)
             self.stats["creates_deferred"] += 1
-            job._not_before = time.monotonic() + 0.5
+            self._t(job).not_before = time.monotonic() + 0.5
             self._queue.append(job)
             if blocker is not None and blocker not in self.jobs:
                 try:
@@ -530,15 +545,13 @@ class JobManager:
             self._ambiguous.add(job.run_id)
             if e.sent_at is not None:
                 self._update(job, sent_at=e.sent_at)
-            job._not_before = time.monotonic() + self.policy.reconcile_after
+            self._t(job).not_before = time.monotonic() + self.policy.reconcile_after
             self._spawn(self._reconcile(job), job)
             return
         except ThrottledError as e:
             self.stats["creates_throttled"] += 1
-            model = job.request.model
             wait = e.retry_after if e.retry_after is not None else 1.0
-            self._next_create[model] = max(self._next_create.get(model, 0.0),
-                                           time.monotonic() + wait)
+            self._pacer.refused(job.request.model, wait)
             self._requeue(job, str(e), delay=wait)
             return
         except TransportError as e:
@@ -557,7 +570,7 @@ class JobManager:
             return
         self._update(job, task_id=state.task_id, request_id=state.request_id,
                      status=state.status if state.status in SERVICE_STATUSES else "PENDING")
-        job._next_poll = time.monotonic() + self._interval(job)
+        self._t(job).next_poll = time.monotonic() + self._interval(job)
         self._created(job)
 
     def _settle(self, job: Job) -> None:
@@ -566,18 +579,18 @@ class JobManager:
         self._reload(job)
         self._notify(job)
         if job.done:
-            job._event().set()
-        elif job._row.get("owner") not in (None, self.owner):
+            self._state(job).event().set()
+        elif self._state(job).record.get("owner") not in (None, self.owner):
             self._watched.add(job.run_id)
             self._next_watch = 0.0
         elif job.status == "SUBMITTING" and job.run_id not in self._reconciling:
             # ours now, mid-create elsewhere: find its task rather than wait for an answer
             # that will never come here
             self._ambiguous.add(job.run_id)
-            job._not_before = time.monotonic() + self.policy.reconcile_after
+            self._t(job).not_before = time.monotonic() + self.policy.reconcile_after
             self._spawn(self._reconcile(job), job)
         elif job.status in ACTIVE_SERVICE and job.task_id:
-            job._next_poll = 0.0
+            self._t(job).next_poll = 0.0
         self._wake_up()
 
     def _created(self, job: Job) -> None:
@@ -596,8 +609,8 @@ class JobManager:
         log.info("requeueing %s: %s", job.run_id, why)
         if self.store.transition(job.run_id, expect="SUBMITTING", status="QUEUED"):
             self._set(job, status="QUEUED")
-            job._reconcile_tries = 0
-            job._not_before = time.monotonic() + delay * self._rng.uniform(0.8, 1.2)
+            self._t(job).reconcile_tries = 0
+            self._t(job).not_before = time.monotonic() + self.schedule.jittered(delay)
             self._queue.append(job)
             self._wake_up()
 
@@ -609,7 +622,7 @@ class JobManager:
         self._reconciling.add(job.run_id)
         try:
             while not self.closed:
-                wait = job._not_before - time.monotonic()
+                wait = self._t(job).not_before - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 gate = self._gates[job.request.model]
@@ -623,12 +636,12 @@ class JobManager:
                     await gate.reconciled()
                 if done:
                     return
-                job._not_before = time.monotonic() + self.policy.reconcile_after
+                self._t(job).not_before = time.monotonic() + self.policy.reconcile_after
         finally:
             self._reconciling.discard(job.run_id)
 
     async def _reconcile_once(self, job: Job) -> bool:
-        sent_at = job._row.get("sent_at") or _utcnow()
+        sent_at = self._state(job).record.get("sent_at") or _utcnow()
         # targeted reads: task ids this ledger already holds, and other unresolved creates
         # of this model in any kernel sharing the ledger (any of them could own a task that
         # does not show its prompt yet)
@@ -665,12 +678,12 @@ class JobManager:
                 return False
             self.stats["reconciled_found"] += 1
             self._ambiguous.discard(job.run_id)
-            job._next_poll = 0.0
+            self._t(job).next_poll = 0.0
             self._created(job)
             return True
-        job._reconcile_tries += 1
+        self._t(job).reconcile_tries += 1
         age = (_utcnow() - sent_at).total_seconds()
-        if job._reconcile_tries >= 2 and age > 2 * self.policy.reconcile_after:
+        if self._t(job).reconcile_tries >= 2 and age > 2 * self.policy.reconcile_after:
             # two list checks, the last well after the create's answer was due, found no
             # task: none was made, so sending it again cannot pay twice
             self.stats["reconciled_absent"] += 1
@@ -682,7 +695,7 @@ class JobManager:
     # -- polling -----------------------------------------------------------------------------
     async def _poll(self, now: float) -> None:
         active = self._polled()
-        due = [j for j in active if j._next_poll <= now]
+        due = [j for j in active if self._t(j).next_poll <= now]
         if not due:
             return
         if len(active) >= self.policy.list_threshold:
@@ -690,25 +703,25 @@ class JobManager:
         else:
             summaries = {}
         for job in (active if summaries else due):
-            summary = summaries.get(job.task_id)
+            summary = summaries.get(job.task_id or "")
             if summary is not None and summary.status not in FINAL_SERVICE_STATUSES:
                 # learned from the list: no detail request needed until the task ends
                 self._apply_summary(job, summary)
                 continue
-            if summary is None and job._next_poll > now:
+            if summary is None and self._t(job).next_poll > now:
                 continue
             await self._throttle_queries()
             try:
-                state = await self.aio.get_task(job.task_id)
+                state = await self.aio.get_task(self._task_of(job))
             except (APIError, TransportError) as e:
                 log.info("query of %s failed: %s", job.task_id, e)
-                job._next_poll = time.monotonic() + self.policy.floor * 4
+                self._t(job).next_poll = time.monotonic() + self.policy.floor * 4
                 continue
             self.stats["queries"] += 1
             self._apply(job, state)
 
     async def _list_states(self, active: list[Job]) -> dict[str, TaskSummary]:
-        oldest = min((j._row.get("sent_at") or j._row["created_at"]) for j in active)
+        oldest = min(self._sent(j) for j in active)
         start = oldest - dt.timedelta(seconds=60)
         end = min(start + catalog.TASK_TTL, _utcnow() + dt.timedelta(seconds=60))
         out: dict[str, TaskSummary] = {}
@@ -728,15 +741,7 @@ class JobManager:
 
     async def _throttle_queries(self) -> None:
         """Stay under the account's query rate (a sliding one-second window)."""
-        q = self._query_times
-        while True:
-            now = time.monotonic()
-            while q and now - q[0] > 1.0:
-                q.popleft()
-            if len(q) < self.policy.query_rate:
-                q.append(now)
-                return
-            await asyncio.sleep(1.0 - (now - q[0]) + 0.001)
+        await self._limiter.acquire()
 
     def _apply_summary(self, job: Job, s: TaskSummary) -> None:
         """A state from the list endpoint (not final): record a change, schedule a poll."""
@@ -747,7 +752,7 @@ class JobManager:
             if s.status == "RUNNING" and s.started is not None:
                 fields["scheduled_time"] = s.started
             self._update(job, **fields)
-        job._next_poll = time.monotonic() + self._interval(job)
+        self._t(job).next_poll = time.monotonic() + self._interval(job)
 
     def _apply(self, job: Job, state: TaskState) -> None:
         if job.done:
@@ -756,29 +761,30 @@ class JobManager:
         if status == "UNKNOWN" and not state.raw.get("output", {}).get("task_status"):
             status = "no status"  # a malformed answer is not the service forgetting the task
         if status == "UNKNOWN":
-            job._unknown += 1
-            age = (_utcnow() - (job._row.get("sent_at") or job._row["created_at"]))
-            if job._unknown < 3 and age < catalog.TASK_TTL:
+            self._t(job).unknown += 1
+            age = _utcnow() - self._sent(job)
+            if self._t(job).unknown < 3 and age < catalog.TASK_TTL:
                 # one UNKNOWN right after a create can be replica lag: ask again
-                job._next_poll = time.monotonic() + max(self.policy.floor, 2.0)
+                self._t(job).next_poll = time.monotonic() + max(self.policy.floor, 2.0)
                 return
         if status not in SERVICE_STATUSES:
-            job._unrecognized += 1
-            if job._unrecognized >= self.policy.max_unrecognized:
+            self._t(job).unrecognized += 1
+            if self._t(job).unrecognized >= self.policy.max_unrecognized:
                 self._finish(job, status="UNKNOWN", error_code="UnrecognizedStatus",
                              error_message=f"the service kept answering status {status!r}, "
                                            "which this wan_nb version does not know")
             else:
-                job._next_poll = time.monotonic() + self._interval(job)
+                self._t(job).next_poll = time.monotonic() + self._interval(job)
             return
-        job._unrecognized = 0
+        self._t(job).unrecognized = 0
         fields: dict[str, Any] = {"status": status}
         for name in ("submit_time", "scheduled_time", "end_time", "actual_prompt"):
             value = getattr(state, name)
             if value is not None:
                 fields[name] = value
-        if state.submit_time is not None and job._row.get("sent_at") is not None:
-            job._skew = (state.submit_time - job._row["sent_at"]).total_seconds()
+        sent_at = self._state(job).record.get("sent_at")
+        if state.submit_time is not None and sent_at is not None:
+            self._state(job).skew = (state.submit_time - sent_at).total_seconds()
         if state.code or state.message:
             fields.update(error_code=state.code, error_message=state.message)
         if state.usage is not None:
@@ -802,25 +808,20 @@ class JobManager:
         if status == "SUCCEEDED":
             self._update(job, **fields)
             self.durations.learn(self.backend, job.request.model, job.request.size or "",
-                                 int(job.request.duration or 0), job._row.get("run_s"))
+                                 int(job.request.duration or 0),
+                                 self._state(job).record.get("run_s"))
             self._start_download(job)
             return
         self._update(job, **fields)
-        job._next_poll = time.monotonic() + self._interval(job)
+        self._t(job).next_poll = time.monotonic() + self._interval(job)
 
     def _interval(self, job: Job) -> float:
         r = job.request
-        if not self.durations.knows(self.backend, r.model):
-            # nothing learned yet for this model here: poll soon, then back off as the task
-            # ages (0.5 s, ~1 s, ~2 s, ... up to the ceiling), like a backoff
-            sent = job._row.get("sent_at") or job._row["created_at"]
-            age = (_utcnow() - sent).total_seconds()
-            return self.policy.interval(age, self._rng)
-        run = self.durations.expected_run(self.backend, r.model, r.size or "",
-                                          int(r.duration or 0))
-        started = job._local_time("scheduled_time")
-        remaining = run if started is None else started + run - time.time()
-        return self.policy.interval(remaining, self._rng)
+        started = job.local_time("scheduled_time")
+        return self.schedule.interval(
+            r.model, r.size or "", int(r.duration or 0),
+            age=(_utcnow() - self._sent(job)).total_seconds(),
+            started_ago=None if started is None else time.time() - started)
 
     # -- download ----------------------------------------------------------------------------
     def _start_download(self, job: Job, *, delay: float = 0.0, refresh: bool = False) -> None:
@@ -837,7 +838,7 @@ class JobManager:
             if refresh:
                 await self._throttle_queries()
                 try:
-                    state = await self.aio.get_task(job.task_id)
+                    state = await self.aio.get_task(self._task_of(job))
                 except (APIError, TransportError):
                     state = None
                 if state is not None and state.status == "SUCCEEDED" and state.video_url:
@@ -852,7 +853,7 @@ class JobManager:
     async def _download(self, job: Job) -> None:
         assert self._dl_sem is not None
         async with self._dl_sem:
-            url = job._row.get("video_url")
+            url = self._state(job).record.get("video_url")
             path = self.store.new_video_path(job.run_id)
             if not url:
                 self._finish(job, download_error="the service reported success without a "
@@ -869,14 +870,14 @@ class JobManager:
                 return
             except (DownloadError, TransportError, ValueError, OSError) as e:
                 path.unlink(missing_ok=True)
-                job._download_tries += 1
-                expires = job._row.get("video_url_expires_at")
+                self._t(job).download_tries += 1
+                expires = self._state(job).record.get("video_url_expires_at")
                 valid = expires is None or expires > _utcnow() + dt.timedelta(minutes=1)
                 if (isinstance(e, TransportError) or isinstance(e, DownloadError) and e.retryable) \
                         and valid \
-                        and job._download_tries < self.policy.download_rounds:
+                        and self._t(job).download_tries < self.policy.download_rounds:
                     # the paid video is still there: try again later, with backoff
-                    delay = min(300.0, 5.0 * 2 ** (job._download_tries - 1))
+                    delay = min(300.0, 5.0 * 2 ** (self._t(job).download_tries - 1))
                     log.info("download of %s failed (%s); again in %.0f s", job.run_id, e,
                              delay)
                     self._start_download(job, delay=delay, refresh=True)
@@ -909,7 +910,7 @@ class JobManager:
                 else:
                     self._reload(job)
         deadline = time.monotonic() + settle
-        while (any(j.status == "SUBMITTING" or j._starting for j in jobs)
+        while (any(j.status == "SUBMITTING" or self._t(j).starting for j in jobs)
                and time.monotonic() < deadline and not self.closed):
             await asyncio.sleep(0.05)
         for job in jobs:
@@ -919,25 +920,25 @@ class JobManager:
 
     async def _cancel_created(self, job: Job) -> None:
         """Cancel the task of a PENDING job (one request, within the query rate)."""
-        if job.done or job.status != "PENDING" or not job.task_id or job._cancelling:
+        if job.done or job.status != "PENDING" or not job.task_id or self._t(job).cancelling:
             return
-        job._cancelling = True
+        self._t(job).cancelling = True
         try:
             await self._cancel_task(job)
         finally:
-            job._cancelling = False
+            self._t(job).cancelling = False
 
     async def _cancel_task(self, job: Job) -> None:
         await self._throttle_queries()
         try:
-            await self.aio.cancel_task(job.task_id)
+            await self.aio.cancel_task(self._task_of(job))
         except UnsupportedOperationError:
-            job._next_poll = 0.0  # it started meanwhile: the next poll records it
+            self._t(job).next_poll = 0.0  # it started meanwhile: the next poll records it
             self._wake_up()
             return
         except (APIError, TransportError) as e:
             log.info("cancel of %s failed: %s", job.task_id, e)
-            job._next_poll = 0.0
+            self._t(job).next_poll = 0.0
             self._wake_up()
             return
         self.stats["cancels"] += 1
@@ -971,12 +972,12 @@ class JobManager:
             if job is None or row is None:
                 self._watched.discard(run_id)
                 continue
-            if row != job._row:
-                job._row = row
+            if row != self._state(job).record:
+                self._state(job).record = row
                 self._notify(job)
             if job.done:
                 self._watched.discard(run_id)
-                job._event().set()
+                self._state(job).event().set()
             elif self._owner_gone(row) and self._claim(row):
                 self._watched.discard(run_id)
                 self.stats["taken_over"] += 1
@@ -993,29 +994,30 @@ class JobManager:
         if job.status != "SUCCEEDED":
             raise WanError(f"job {job.run_id} is {job.status}: only a SUCCEEDED run has a "
                            "video to download")
-        if not job._row.get("video_url"):
+        if not self._state(job).record.get("video_url"):
             raise WanError(f"job {job.run_id}: the service reported no video URL")
-        if job._row.get("video_path") and not job._row.get("download_error") and \
-                self._video_intact(job):
+        rec = self._state(job).record
+        if rec.get("video_path") and not rec.get("download_error") and self._video_intact(job):
             return False
-        expires = job._row.get("video_url_expires_at")
+        expires = self._state(job).record.get("video_url_expires_at")
         if expires is not None and expires <= _utcnow():
             raise TaskExpired(f"job {job.run_id}: its video URL expired at "
                               f"{expires.isoformat()} (the service keeps results for 24 hours); "
                               "the video cannot be fetched again")
         if self._downloads.get(job.run_id):
             return True  # already on its way
-        if not self._claim(job._row):
+        if not self._claim(self._state(job).record):
             raise WanError(f"job {job.run_id} is looked after by another live kernel "
-                           f"({job._row.get('owner')}); download it there")
+                           f"({self._state(job).record.get('owner')}); download it there")
         self._watched.discard(job.run_id)
-        self.jobs[job.run_id] = job
+        self._add(job)
         self._update(job, download_error=None, video_path=None, video_sha256=None,
                      video_bytes=None)
-        if job._done is not None and job._done.is_set():
-            job._done = None  # not done any more: new waiters wait for this download
-        job._download_tries = 0
-        job._failures = 0
+        state = self._state(job)
+        if state.done_event is not None and state.done_event.is_set():
+            state.done_event = None  # not done any more: new waiters wait for this download
+        self._t(job).download_tries = 0
+        self._t(job).failures = 0
         self._ensure_running()
         self._start_download(job, refresh=True)
         return True
@@ -1023,17 +1025,76 @@ class JobManager:
     def _video_intact(self, job: Job) -> bool:
         check = getattr(self.store, "check_video", None)
         if check is not None:
-            return bool(check(job._row).ok)
-        path = self.store.video_file(job._row)
+            return bool(check(self._state(job).record).ok)
+        rec = self._state(job).record
+        path = self.store.video_file(rec)
         return path is not None and path.exists() and \
-            path.stat().st_size == (job._row.get("video_bytes") or path.stat().st_size)
+            path.stat().st_size == (rec.get("video_bytes") or path.stat().st_size)
+
+    # -- who is told -------------------------------------------------------------------------
+    def on_job_added(self, callback: Callable[[Job], Any]) -> None:
+        """Call ``callback(job)`` on the toolkit's thread for every job added from now on."""
+        self._added_callbacks.append(callback)
+
+    def off_job_added(self, callback: Callable[[Job], Any]) -> None:
+        if callback in self._added_callbacks:
+            self._added_callbacks.remove(callback)
+
+    def _add(self, job: Job) -> None:
+        """Any thread: ``job`` is one of this manager's now; say so on the toolkit's thread."""
+        new = job.run_id not in self.jobs
+        self.jobs[job.run_id] = job
+        if new and self._added_callbacks:
+            runtime.get_loop().call_soon_threadsafe(self._announce, job)
+
+    def _announce(self, job: Job) -> None:
+        for cb in list(self._added_callbacks):
+            try:
+                cb(job)
+            except Exception:
+                log.exception("job-added callback failed")
 
     # -- state changes (runtime thread) ------------------------------------------------------
+    def _new_job(self, row: dict[str, Any]) -> Job:
+        """The job of a run: a view of the run's state, which this manager owns."""
+        state = self._states.get(row["run_id"])
+        if state is None:
+            state = RunState(row)
+        else:
+            state.record = dict(row)
+        job = Job(self, state)
+        self._states[job.run_id] = state
+        return job
+
+    def _state(self, job: Job) -> RunState:
+        state = self._states.get(job.run_id)
+        if state is None:  # a job made elsewhere (Job(manager, row)): adopt its state
+            state = self._states[job.run_id] = job._state
+        return state
+
+    def _sent(self, job: Job) -> dt.datetime:
+        """When the run's create left (when it was recorded, before that)."""
+        rec = self._state(job).record
+        return rec.get("sent_at") or rec["created_at"]
+
+    @staticmethod
+    def _task_of(job: Job) -> str:
+        task_id = job.task_id
+        if not task_id:
+            raise WanError(f"job {job.run_id} has no task yet")
+        return task_id
+
+    def _t(self, job: Job) -> Track:
+        track = self._tracks.get(job.run_id)
+        if track is None:
+            track = self._tracks[job.run_id] = Track()
+        return track
+
     def _reload(self, job: Job) -> None:
-        job._row = self.store.get_run(job.run_id)
+        self._state(job).record = self.store.get_run(job.run_id)
 
     def _set(self, job: Job, **fields: Any) -> None:
-        job._row = {**job._row, **fields}
+        self._state(job).record = {**self._state(job).record, **fields}
 
     def _update(self, job: Job, **fields: Any) -> None:
         self.store.update_run(job.run_id, **fields)
@@ -1044,10 +1105,10 @@ class JobManager:
         self._update(job, **fields)
         if job.done:
             self.store.release(job.run_id, self.owner)  # nothing left to look after
-            job._event().set()
+            self._state(job).event().set()
 
     def _notify(self, job: Job) -> None:
-        for cb in list(job._callbacks):
+        for cb in list(self._state(job).callbacks):
             try:
                 cb(job)
             except Exception:
