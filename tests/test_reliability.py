@@ -276,7 +276,7 @@ def test_a_job_owned_by_another_live_kernel_follows_the_ledger_then_is_taken_ove
                 m = client.manager
                 pytest.fail(f"{[(j.status, j.error) for j in jobs]} ledger: "
                             f"{[(r['status'], r['owner']) for r in client.store.runs()]} "
-                            f"watched={m._watched} task={m._task} stats={dict(m.stats)} "
+                            f"watched={m.ownership.watched} task={m._task} stats={dict(m.stats)} "
                             f"ids={[j.run_id for j in jobs]} mine={list(m.jobs)}")
             assert client.manager.stats["taken_over"] >= 1
             assert [j.status for j in jobs] == ["SUCCEEDED"] * 4, [j.error for j in jobs]
@@ -292,6 +292,33 @@ def test_a_job_owned_by_another_live_kernel_follows_the_ledger_then_is_taken_ove
             owner.wait()
         owner.stdout.close()
         owner.stderr.close()
+
+
+def test_a_run_marked_watched_before_its_job_is_added_is_not_lost(make_client):
+    """attach() (a user's thread) marks a run another kernel owns as watched, then adds its
+    job; the poller may read the watched runs in between. It must keep the run (it once
+    dropped it: the job then stayed QUEUED, never followed nor taken over)."""
+    import socket
+
+    from wan_nb import runtime
+
+    client = make_client()
+    m = client.manager
+    req = GenerationRequest("a heron someone else watches", seed=1, **SMALL)
+    other = f"{socket.gethostname()}:{os.getppid()}:other"  # a live process of this host
+    run_id = client.store.insert_run(**{**m._row_for(req, None, None, ()), "owner": other})
+    m.ownership.watched.add(run_id)  # what attach() does first
+
+    async def follow() -> None:
+        m.ownership.follow()
+
+    runtime.run(follow())  # the poller's pass, before the job is added
+    assert run_id in m.ownership.watched
+    job = client.attach(run_id)  # the job arrives: followed through the ledger
+    assert job.status == "QUEUED" and run_id in m.ownership.watched
+    client.store.update_run(run_id, status="CANCELED", cost_usd=0.0)  # as its owner would
+    assert job.result(timeout=60, raise_on_error=False).status == "CANCELED"
+    assert m.stats["taken_over"] == 0 and m.stats["creates"] == 0
 
 
 # -- 7. a failed download can be fetched again --------------------------------------------------

@@ -268,7 +268,7 @@ class Job:
 
     async def _wait(self) -> Job:
         """Until the job is done, or nothing looks after it any more (client closed)."""
-        closed = self._manager._closed_event
+        closed = self._manager.closed_event
         if closed is None or self._manager.closed or self._state.unattended:
             if not self._manager.closed and not self._state.unattended:
                 await self._event().wait()
@@ -363,7 +363,7 @@ class Job:
         A RUNNING or finished job cannot be cancelled (the service only cancels PENDING
         tasks): :class:`UnsupportedOperationError` says so.
         """
-        runtime.run(self._manager._cancel(self))
+        runtime.run(self._manager.cancel(self))
 
     def track(self) -> Any:
         """A live tracker widget for this job."""
