@@ -1113,10 +1113,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.realistic_only:
             report_realistic(step("realistic task times", lambda: realistic(
                 args.compression, REAL_SINGLE, args.realistic_tasks, tmp)))
-            say()
-            say("time per step: " + ", ".join(f"{k} {v:.0f} s" for k, v in timed.items())
-                + f"; total {time.monotonic() - started:.0f} s")
-            return 0
+            return report_steps(timed, started)
         wks = [step("kernel with wan_nb jobs", lambda: kernel_wan_nb(plan, tmp, rng)),
                step("kernel with wan_nb jobs, no renders",
                     lambda: kernel_wan_nb(plan, tmp, rng, render=False))]
@@ -1151,6 +1148,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quick:  # --quick stays the baseline it was
             report_realistic(step("realistic task times", lambda: realistic(
                 args.compression, REAL_SINGLE, args.realistic_tasks, tmp)))
+    return report_steps(timed, started)
+
+
+def report_steps(timed: dict[str, float], started: float) -> int:
     say()
     say("time per step: " + ", ".join(f"{k} {v:.0f} s" for k, v in timed.items())
         + f"; total {time.monotonic() - started:.0f} s")

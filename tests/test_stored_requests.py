@@ -179,10 +179,6 @@ def test_a_stored_request_whose_file_changed_is_refused_when_sent(change, words,
     assert info.value.fields == ["audio_url"] and wire.sent == []
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="client.py: create_task compares the file only with "
-                   "request.audio_sha256, which an old row does not have; it should upload "
-                   "the bytes of request.read_audio_file() (see the issue 9 item 6 report)")
 def test_an_old_row_whose_file_changed_is_refused_when_sent(wav_file):
     params, old_json, old_fp = AUDIO_ROW
     back = GenerationRequest.from_params(_fill(old_json, wav_file), stored=True,

@@ -178,8 +178,11 @@ class AsyncClient:
         headers = {"X-DashScope-Async": "enable", "Content-Type": "application/json"}
         audio_url = None
         if request.audio_is_local:
-            audio_url = await self.upload_file(str(request.audio_url), request.model,
-                                               expect_sha256=request.audio_sha256)
+            # read once, here: the bytes checked against what the run recorded are the
+            # bytes sent (a file changed since is refused before anything is sent)
+            content = await asyncio.to_thread(request.read_audio_file)
+            audio_url = await self._upload(content, local_path(str(request.audio_url)),
+                                           request.model)
         if (audio_url or request.audio_url or "").startswith("oss://"):
             headers["X-DashScope-OssResourceResolve"] = "enable"
         body = request.wire_body(region=self.config.region, audio_url=audio_url)
@@ -302,6 +305,13 @@ class AsyncClient:
                                                      "differs); submit it again as a new "
                                                      "request")])
         path = local_path(path)
+        with open(path, "rb") as f:
+            content = f.read()
+        return await self._upload(content, path, model)
+
+    async def _upload(self, content: bytes, path: str, model: str) -> str:
+        """Upload ``content`` (the file at ``path``) as the official SDK does: the upload
+        policy, then a form POST to its host; returns the ``oss://`` URL."""
         policy = (await self._call("GET", catalog.UPLOAD_POLICY_PATH,
                                    params={"action": "getPolicy", "model": model}))["data"]
         key = f"{policy['upload_dir']}/{os.path.basename(path)}"
@@ -310,8 +320,6 @@ class AsyncClient:
                 "x-oss-object-acl": policy["x_oss_object_acl"],
                 "x-oss-forbid-overwrite": policy["x_oss_forbid_overwrite"],
                 "success_action_status": "200"}
-        with open(path, "rb") as f:
-            content = f.read()
         try:
             resp = await self._client().post(policy["upload_host"], data=form,
                                              files={"file": (os.path.basename(path), content)})
