@@ -309,10 +309,7 @@ def test_a_run_marked_watched_before_its_job_is_added_is_not_lost(make_client):
     run_id = client.store.insert_run(**{**m._row_for(req, None, None, ()), "owner": other})
     m.ownership.watched.add(run_id)  # what attach() does first
 
-    async def follow() -> None:
-        m.ownership.follow()
-
-    runtime.run(follow())  # the poller's pass, before the job is added
+    runtime.run(m.ownership.follow())  # the poller's pass, before the job is added
     assert run_id in m.ownership.watched
     job = client.attach(run_id)  # the job arrives: followed through the ledger
     assert job.status == "QUEUED" and run_id in m.ownership.watched

@@ -95,7 +95,9 @@ class Creator:
     async def _create_inside_gate(self, job: Job) -> None:
         m = self.m
         sent_at = _utcnow()
-        outcome, blocker = m.store.begin_create(job.run_id, sent_at=sent_at)
+        # off the loop thread: a ledger locked by another kernel must not stall the others
+        outcome, blocker = await asyncio.to_thread(m.store.begin_create, job.run_id,
+                                                   sent_at=sent_at)
         if outcome == "gone":  # cancelled or taken over through the ledger meanwhile
             m.ownership.settle(job)
             return
@@ -193,9 +195,11 @@ class Creator:
         # targeted reads: task ids this ledger already holds, and other unresolved creates
         # of this model in any kernel sharing the ledger (any of them could own a task that
         # does not show its prompt yet)
-        known = m.store.known_task_ids(m.backend, since=sent_at - catalog.TASK_TTL)
-        others = m.store.unresolved_creates(m.backend, job.request.model, exclude=job.run_id)
-        siblings = m.store.ambiguous_siblings(job.run_id, window=dt.timedelta(minutes=3))
+        store = m.store
+        known, others, siblings = await asyncio.to_thread(lambda: (
+            store.known_task_ids(m.backend, since=sent_at - catalog.TASK_TTL),
+            store.unresolved_creates(m.backend, job.request.model, exclude=job.run_id),
+            store.ambiguous_siblings(job.run_id, window=dt.timedelta(minutes=3))))
         track = m.track(job)
         try:
             found = await m.aio.find_created_task(job.request, sent_at, exclude=known,

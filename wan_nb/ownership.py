@@ -87,12 +87,15 @@ class Ownership:
         self.watched.add(run_id)
         self.next_watch = 0.0
 
-    def follow(self) -> None:
+    async def follow(self) -> None:
         """Runtime thread: follow runs another kernel looks after through the ledger, and
-        take one over when its owner is gone."""
+        take one over when its owner is gone (the ledger is read off the loop thread)."""
         m = self.m
-        rows = {r["run_id"]: r for r in m.store.runs(run_ids=list(self.watched))}
-        for run_id in list(self.watched):
+        wanted = list(self.watched)
+        rows = {r["run_id"]: r for r in await asyncio.to_thread(m.store.runs, run_ids=wanted)}
+        for run_id in wanted:
+            if run_id not in self.watched:
+                continue  # taken back meanwhile (retry_download)
             job, row = m.jobs.get(run_id), rows.get(run_id)
             if row is None:  # no longer in the ledger
                 self.watched.discard(run_id)

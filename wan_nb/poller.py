@@ -293,7 +293,7 @@ class JobManager(RunBook):
                 own = self.ownership
                 if now >= own.next_watch and own.watched:
                     own.next_watch = now + self.policy.watch_interval
-                    own.follow()
+                    await own.follow()
                 delay = self._next_wakeup() - time.monotonic()
                 if self._cycle_failures:
                     log.warning("wan_nb poller works again after %d failed cycles",
