@@ -7,8 +7,10 @@ Configuration is resolved once, when the client is built: argument > environment
 Retries: idempotent calls (query, list, cancel, download, upload policy) are retried with
 exponential backoff and full jitter on 408/429/5xx and connection errors, honouring
 ``Retry-After``. A create is retried only when the service cannot have made a task: the
-connection was never established, or the answer was a 429 refusal. Any other failure after the
-request left (read timeout, dropped connection, 5xx) raises :class:`AmbiguousCreateError`; it is
+connection was never established, or the answer was a throttling refusal (429: ``Throttling*``,
+``ServiceOverloaded``, ``ResourceExhausted``). Any other failure after the request left (read
+timeout, dropped connection, 5xx, ``InternalError.DataInspection`` included) raises
+:class:`AmbiguousCreateError`; it is
 resolved by :meth:`AsyncClient.find_created_task`, which looks for the task in the list endpoint
 instead of creating a second, paid one.
 """
@@ -156,7 +158,10 @@ class AsyncClient:
                                    f"expected JSON, got {resp.text[:200]!r}") from e
             err = api_error(resp.status_code, _json_or_text(resp), resp.headers)
             safe = not create or (retry_throttled and isinstance(err, ThrottledError))
-            refused = 400 <= resp.status_code < 500 and resp.status_code != 408
+            # a throttling code is a refusal whatever the status (the 2026 ServiceOverloaded
+            # and ResourceExhausted are documented as 429, a refusal: nothing was created)
+            refused = (400 <= resp.status_code < 500 and resp.status_code != 408
+                       or isinstance(err, ThrottledError))
             if create and not safe and not refused and retryable_status(resp.status_code):
                 raise AmbiguousCreateError(
                     f"the create request got {err}; the task may exist, so it is not sent "

@@ -8,10 +8,11 @@
     │   ├── AuthenticationError             401 InvalidApiKey, 403 AccessDenied*
     │   ├── InvalidRequestError             400 InvalidParameter, 404 ModelNotFound, 413
     │   │   └── UnsupportedOperationError   400 UnsupportedOperation (cancel of a non-PENDING task)
-    │   ├── ContentRejectedError            400 DataInspectionFailed, IPInfringementSuspect
+    │   ├── ContentRejectedError            400 DataInspectionFailed, IPInfringementSuspect,
+    │   │                                   InvalidParameter.DataInspection
     │   ├── BillingError                    400 Arrearage
-    │   ├── ThrottledError                  429 Throttling*
-    │   └── ServerError                     408, 5xx
+    │   ├── ThrottledError                  429 Throttling*, ServiceOverloaded, ResourceExhausted
+    │   └── ServerError                     408, 5xx (InternalError.DataInspection included)
     ├── TransportError                      the request did not get a usable answer (wraps httpx)
     │   └── AmbiguousCreateError            a create may have reached the service
     ├── TaskFailed                          the task ended FAILED or CANCELED
@@ -192,6 +193,22 @@ ERROR_CODES: dict[str, tuple[int, type[APIError], str]] = {
     "InternalError.Timeout": (500, ServerError, "An internal timeout error has occured."),
     "SystemError": (500, ServerError, "An system error has occured, please try again later."),
     "ModelUnavailable": (503, ServerError, "Model is unavailable, please try again later."),
+    # 2026 (reference §7.4). The three 429s are refusals like the ones above: nothing was
+    # created, so a create is sent again after backing off. A 400 DataInspection is a content
+    # refusal. A 500 DataInspection does not prove that no task was made: like every 5xx
+    # answer to a create, the client treats it as an ambiguous create and reconciles it.
+    # DECISION: the service's texts are undocumented (only "Request rate increased too
+    # quickly" is quoted): these are the emulator's (emulator/facts.py), word for word.
+    "Throttling.BurstRate": (429, ThrottledError, "Request rate increased too quickly, please "
+                                                  "slow down."),
+    "ServiceOverloaded": (429, ThrottledError, "The service is overloaded, please try again "
+                                               "later."),
+    "ResourceExhausted": (429, ThrottledError, "Resources are exhausted, please try again "
+                                               "later."),
+    "InvalidParameter.DataInspection": (400, ContentRejectedError,
+                                        "The input failed content inspection."),
+    "InternalError.DataInspection": (500, ServerError, "An internal error occurred during data "
+                                                       "inspection."),
 }
 
 
