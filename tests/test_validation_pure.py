@@ -109,11 +109,11 @@ def test_a_new_file_in_replace_is_read(wav_file, tmp_path):
 
 
 # -- the values: pure, table-driven ----------------------------------------------------------------
-MODELS = ("wan2.6-t2v, wan2.5-t2v-preview, wan2.2-t2v-plus, wan2.1-t2v-turbo, "
-          "wan2.1-t2v-plus")
+MODELS = ", ".join(catalog.MODELS)
 SIZES_25 = ", ".join(catalog.sizes_for("wan2.5-t2v-preview"))
 SIZES_22 = ", ".join(catalog.sizes_for("wan2.2-t2v-plus"))
 ALLOWED = ", ".join(PARAMETERS)
+WITH_AUDIO = ", ".join(m.name for m in catalog.MODELS.values() if m.audio)
 
 # (parameter, the call's values, field named, the whole message: the bad value and what is
 # allowed). The base call (BASE) is a valid wan2.5-t2v-preview request.
@@ -165,17 +165,17 @@ PURE = [
      "prompt_extend must be True or False, not 'yes'"),
     ("prompt_extend", {"prompt_extend": 1}, "prompt_extend",
      "prompt_extend must be True or False, not 1"),
-    ("watermark", {"watermark": None}, "watermark", "watermark must be True or False, not None"),
+    ("watermark", {"watermark": "no"}, "watermark", "watermark must be True or False, not 'no'"),
     ("audio", {"audio": "loud"}, "audio", "audio 'loud' must be 'auto', 'custom' or 'silent'"),
     ("audio", {"audio": "auto", "model": "wan2.2-t2v-plus"}, "audio",
      "audio 'auto' is not supported by wan2.2-t2v-plus, which only makes silent video; models "
-     "with audio: wan2.6-t2v, wan2.5-t2v-preview"),
+     f"with audio: {WITH_AUDIO}"),
     ("audio", {"audio": "custom"}, "audio_url",
      "audio='custom' needs audio_url: an http(s) URL, an oss:// upload or a local .wav/.mp3 "
      "file"),
     ("audio_url", {"audio_url": "https://example.invalid/a.mp3", "model": "wan2.1-t2v-turbo"},
      "audio_url", "audio_url is not supported by wan2.1-t2v-turbo, which only makes silent "
-     "video; models with audio: wan2.6-t2v, wan2.5-t2v-preview"),
+     f"video; models with audio: {WITH_AUDIO}"),
     ("audio_url", {"audio_url": "ftp://host/a.mp3"}, "audio_url",
      "audio_url 'ftp://host/a.mp3' must be an http(s) URL, an oss:// upload or a local file"),
     ("audio_url", {"audio_url": "https://"}, "audio_url", "audio_url 'https://' has no host"),
@@ -186,12 +186,18 @@ PURE = [
     ("audio_url", {"audio": "silent", "audio_url": "https://example.invalid/a.mp3"},
      "audio_url", "audio_url is only used with audio='custom', not audio='silent'"),
     ("shot_type", {"shot_type": "multi"}, "shot_type",
-     "shot_type is only supported by wan2.6-t2v, not wan2.5-t2v-preview; leave it unset"),
+     "shot_type is only supported by wan2.6-t2v, wan2.6-t2v-us, not wan2.5-t2v-preview; leave "
+     "it unset"),
     ("shot_type", {"shot_type": "many", "model": "wan2.6-t2v"}, "shot_type",
      "shot_type 'many' must be 'single' or 'multi'"),
     ("shot_type", {"shot_type": "multi", "prompt_extend": False, "model": "wan2.6-t2v"},
      "shot_type", "shot_type 'multi' only takes effect with prompt_extend=True; set "
      "prompt_extend=True or use 'single'"),
+    ("resolution", {"resolution": "720"}, "resolution",
+     "resolution '720' is not offered by wan2.5-t2v-preview; choose one of 480P, 720P, 1080P"),
+    ("ratio", {"ratio": "21:9"}, "ratio",
+     "ratio '21:9' is not offered by wan2.5-t2v-preview at 1080P; choose one of 16:9, 9:16, "
+     "1:1, 4:3, 3:4"),
     ("(unknown)", {"sed": 3}, "sed",
      f"unknown parameter 'sed' (did you mean 'seed'?); allowed: {ALLOWED}"),
 ]

@@ -51,11 +51,12 @@ class Audio:
     data: bytes = field(repr=False)
 
 
-def load(url: str) -> Audio:
+def load(url: str, *, min_s: float = catalog.AUDIO_MIN_S) -> Audio:
     """Read the local file ``url`` names (a path or ``file://``) once and check it: present,
-    at most 15 MB, really WAV or MP3 (by its header, matching its extension) and 3–30 s long
-    (reference §2.2). :class:`~wan_nb.errors.ValidationError` (field ``audio_url``) saying what
-    is wrong and what is allowed; otherwise its bytes and their sha256. This is I/O."""
+    at most 15 MB, really WAV or MP3 (by its header, matching its extension) and ``min_s`` to
+    30 s long (3 s by default, reference §2.2; wan2.7 takes 2 s, §7.1).
+    :class:`~wan_nb.errors.ValidationError` (field ``audio_url``) saying what is wrong and what
+    is allowed; otherwise its bytes and their sha256. This is I/O."""
     path = local_path(url)
     if not os.path.isfile(path):  # also keeps a FIFO or a device from being opened
         raise _refused(f"audio_url {url!r} is neither an http(s) URL nor an existing local "
@@ -77,7 +78,7 @@ def load(url: str) -> Audio:
         article = "a WAV" if kind == "WAV" else "an MP3"
         raise _refused(f"audio file {path!r} is not {article} file ({e}); the service takes "
                        "WAV (RIFF/WAVE) or MP3 audio, 3–30 s, at most 15 MB") from None
-    lo, hi = catalog.AUDIO_MIN_S, catalog.AUDIO_MAX_S
+    lo, hi = min_s, catalog.AUDIO_MAX_S
     # an MP3's frame count includes the encoder's delay and padding (LAME adds ~50 ms that
     # players and ffmpeg do not count): two frames of slack either way
     slack = 0.06 if kind == "MP3" else 0.0

@@ -45,13 +45,19 @@ from .validation import _MISSING, check_text, problems
 from .validation import check_audio_file as check_audio_file
 from .validation import check_tags as check_tags
 
+#: what params() holds for a "size" model: unchanged since the first version, so that stored
+#: requests read back and recorded fingerprints keep matching (resolution and ratio follow
+#: from size)
 _FIELDS = ("prompt", "negative_prompt", "model", "size", "duration", "seed", "prompt_extend",
            "watermark", "audio", "audio_url", "shot_type")
+#: what params() holds for a "resolution" model: no size, no shot_type (reference §7.2)
+_RESOLUTION_FIELDS = ("prompt", "negative_prompt", "model", "resolution", "ratio", "duration",
+                      "seed", "prompt_extend", "watermark", "audio", "audio_url")
 #: the parameter names a request takes (for callers that check names themselves)
-PARAMETERS: tuple[str, ...] = _FIELDS
+PARAMETERS: tuple[str, ...] = (*_FIELDS, "resolution", "ratio")
 #: the positional order of the constructor (the dataclass field order)
 _ORDER = ("prompt", "model", "negative_prompt", "size", "duration", "seed", "prompt_extend",
-          "watermark", "audio", "audio_url", "shot_type")
+          "watermark", "audio", "audio_url", "shot_type", "resolution", "ratio")
 #: the extra key a stored ``request_json`` carries for a local audio file (not a parameter)
 _STORED_SHA = "audio_sha256"
 
@@ -65,11 +71,20 @@ def _random_seed() -> int:
 class GenerationRequest:
     """One text-to-video request, complete and valid for its model.
 
+    The picture is ``resolution`` + ``ratio`` for every model (``resolution="720P",
+    ratio="16:9"``); the catalog maps it to the model's own pixel table. A ``"size"`` model
+    (wan2.6 and older) also takes ``size="1280*720"``, the same request (same fingerprint). A
+    ``"resolution"`` model (wan2.7, HappyHorse, Wan 3.0) refuses ``size`` and ``shot_type``,
+    saying which resolution and ratio to use. Whatever was given, ``resolution``, ``ratio``,
+    ``size`` (the pixel size ``W*H``; sent on the wire only to ``"size"`` models), ``width``
+    and ``height`` are all set.
+
     Every value the service would default is made explicit, so that a recorded request says
-    exactly what was asked: ``size`` and ``duration`` default to the model's defaults, ``seed``
-    to a random seed chosen here (the service would pick one and never tell), ``audio`` to
-    ``"auto"`` for models with sound and ``"silent"`` for the others, ``shot_type`` to
-    ``"single"`` on wan2.6.
+    exactly what was asked: the picture and ``duration`` default to the model's defaults,
+    ``seed`` to a random seed chosen here (the service would pick one and never tell),
+    ``audio`` to ``"auto"`` for models with sound and ``"silent"`` for the others,
+    ``shot_type`` to ``"single"`` on wan2.6, ``prompt_extend`` to True where the model rewrites
+    prompts, ``watermark`` to the model's default (True on HappyHorse, else False).
 
     ``audio`` is ``"auto"`` (the model makes sound), ``"custom"`` (align to ``audio_url``: an
     http(s) URL, an ``oss://`` upload, or a local wav/mp3 file the client uploads) or
@@ -94,11 +109,13 @@ class GenerationRequest:
     size: str | None = None
     duration: int | None = None
     seed: int | None = None
-    prompt_extend: bool = True
-    watermark: bool = False
+    prompt_extend: bool | None = None
+    watermark: bool | None = None
     audio: str | None = None
     audio_url: str | None = None
     shot_type: str | None = None
+    resolution: str | None = None
+    ratio: str | None = None
     _spec: ModelSpec = field(init=False, repr=False, compare=False, hash=False)
     _audio_sha256: str | None = field(init=False, repr=False, compare=False, hash=False)
     _fingerprint: str | None = field(init=False, repr=False, compare=False, hash=False)
@@ -108,12 +125,13 @@ class GenerationRequest:
     def __init__(self, prompt: str = _MISSING, model: str = catalog.DEFAULT_MODEL,
                  negative_prompt: str = "", size: str | None = None,
                  duration: int | None = None, seed: int | None = None,
-                 prompt_extend: bool = True, watermark: bool = False,
+                 prompt_extend: bool | None = None, watermark: bool | None = None,
                  audio: str | None = None, audio_url: str | None = None,
-                 shot_type: str | None = None, *extra: Any, **unknown: Any) -> None:
+                 shot_type: str | None = None, resolution: str | None = None,
+                 ratio: str | None = None, *extra: Any, **unknown: Any) -> None:
         values = dict(zip(_ORDER, (prompt, model, negative_prompt, size, duration, seed,
-                                   prompt_extend, watermark, audio, audio_url, shot_type),
-                          strict=True))
+                                   prompt_extend, watermark, audio, audio_url, shot_type,
+                                   resolution, ratio), strict=True))
         errors = _call_errors(extra, unknown)
         self._setup(values, errors, read_file=True)
 
@@ -135,10 +153,14 @@ class GenerationRequest:
         set_(self, "_fingerprint", None)
         spec = self._fill_defaults(errors)
         errors += problems(self, spec)
+        if spec.protocol == "resolution" and not errors:
+            w, h = catalog.pixels(spec.name, str(self.resolution), str(self.ratio))
+            set_(self, "size", f"{w}*{h}")  # the picture's size, never sent to this model
         if self.audio_is_local and not {"audio", "audio_url"} & {f for f, _ in errors}:
             if read_file:
                 try:
-                    audio_sha256 = audiofile.load(str(self.audio_url)).sha256
+                    audio_sha256 = audiofile.load(str(self.audio_url),
+                                                  min_s=spec.audio_min_s).sha256
                 except ValidationError as e:
                     errors += e.errors
             elif audio_sha256 is None and fingerprint is not None:
@@ -160,8 +182,17 @@ class GenerationRequest:
             raise ValidationError(errors + e.errors + check_text(self, 1500)) from None
         set_(self, "_spec", spec)
         set_(self, "model", spec.name)
-        if self.size is None:
-            set_(self, "size", spec.default_size)
+        if spec.protocol == "size":
+            errors += self._fill_size(spec)
+        else:
+            if self.resolution is None:
+                set_(self, "resolution", spec.default_resolution)
+            if self.ratio is None:
+                set_(self, "ratio", spec.default_ratio)
+        if self.prompt_extend is None:
+            set_(self, "prompt_extend", spec.prompt_extend)
+        if self.watermark is None:
+            set_(self, "watermark", spec.default_watermark)
         if self.duration is None:
             set_(self, "duration", spec.default_duration)
         if self.seed is None:
@@ -169,12 +200,41 @@ class GenerationRequest:
         if self.audio_url is not None and self.audio is None:
             set_(self, "audio", "custom")
         if self.audio is None:
-            set_(self, "audio", "auto" if spec.audio else "silent")
+            set_(self, "audio", spec.default_audio)
         if spec.multi_shot and self.shot_type is None:
             set_(self, "shot_type", "single")
         if isinstance(self.audio_url, os.PathLike):
             set_(self, "audio_url", os.fspath(self.audio_url))
         return spec
+
+    def _fill_size(self, spec: ModelSpec) -> list[tuple[str, str]]:
+        """A ``"size"`` model: ``size`` from ``resolution`` + ``ratio`` (or the defaults), or
+        ``resolution`` + ``ratio`` from ``size``; both given must agree."""
+        set_ = object.__setattr__
+        res, ratio = self.resolution, self.ratio
+        if self.size is None:
+            res = spec.default_resolution if res is None else res
+            ratio = spec.default_ratio if ratio is None else ratio
+            set_(self, "resolution", res)
+            set_(self, "ratio", ratio)
+            if isinstance(res, str) and isinstance(ratio, str) \
+                    and ratio in spec.table.get(res, {}):
+                w, h = spec.table[res][ratio]
+                set_(self, "size", f"{w}*{h}")
+            return []
+        try:
+            found = catalog.resolution_ratio(spec.name, self.size)
+        except ValidationError:
+            return []  # the size itself is reported by validation
+        set_(self, "resolution", found[0])
+        set_(self, "ratio", found[1])
+        if (res is not None and res != found[0]) or (ratio is not None and ratio != found[1]):
+            given = ", ".join(f"{k}={v!r}" for k, v in (("resolution", res), ("ratio", ratio))
+                              if v is not None)
+            return [("size", f"size {self.size!r} is resolution {found[0]!r}, ratio "
+                             f"{found[1]!r} on {spec.name}, not {given}; give either size or "
+                             "resolution and ratio")]
+        return []
 
     # -- derived -----------------------------------------------------------------------------
     @property
@@ -191,7 +251,8 @@ class GenerationRequest:
 
     @property
     def tier(self) -> str:
-        return catalog.tier_of(self.size or "")
+        """The resolution ("480P", "720P", "1080P")."""
+        return str(self.resolution)
 
     @property
     def audio_is_local(self) -> bool:
@@ -200,31 +261,36 @@ class GenerationRequest:
 
     @property
     def estimated_cost(self) -> float | None:
-        return catalog.estimate_cost(self.model, self.size or "", int(self.duration or 0))
+        return catalog.estimate_cost(self.model, str(self.resolution), int(self.duration or 0))
 
     # -- wire --------------------------------------------------------------------------------
     def wire_body(self, *, region: str | None = None, audio_url: str | None = None) -> dict:
-        """The exact JSON body of the create call (reference §2).
+        """The exact JSON body of the create call: reference §2 for a ``"size"`` model, §7.2
+        for a ``"resolution"`` model (``resolution`` and ``ratio``, no ``size``, no
+        ``shot_type``; no ``prompt_extend`` where the model does not rewrite; on wan2.7
+        ``audio: false`` is passed through only when silence is asked for).
 
         ``audio_url`` overrides the request's (the client passes the ``oss://`` URL of an
         uploaded local file here).
         """
+        spec = self._spec
         inp: dict[str, Any] = {"prompt": self.prompt}
         if self.negative_prompt:
             inp["negative_prompt"] = self.negative_prompt
-        params: dict[str, Any] = {
-            "size": self.size,
-            "duration": self.duration,
-            "prompt_extend": self.prompt_extend,
-            "watermark": self.watermark,
-            "seed": self.seed,
-        }
-        if self._spec.audio:
-            if self.audio == "custom":
-                inp["audio_url"] = audio_url or self.audio_url
-            else:
-                params["audio"] = self.audio == "auto"
-        if self._spec.multi_shot:
+        params: dict[str, Any] = (
+            {"size": self.size} if spec.protocol == "size"
+            else {"resolution": self.resolution, "ratio": self.ratio})
+        params["duration"] = self.duration
+        if spec.prompt_extend:
+            params["prompt_extend"] = self.prompt_extend
+        params.update(watermark=self.watermark, seed=self.seed)
+        if self.audio == "custom":
+            inp["audio_url"] = audio_url or self.audio_url
+        elif spec.audio_switch == "documented":
+            params["audio"] = self.audio == "auto"
+        elif spec.audio_switch == "passthrough" and self.audio == "silent":
+            params["audio"] = False
+        if spec.multi_shot:
             params["shot_type"] = self.shot_type
         return {"model": catalog.wire_model_name(self.model, region), "input": inp,
                 "parameters": params}
@@ -261,15 +327,19 @@ class GenerationRequest:
             "audio_url": audio_url,
             "audio": audio,
         }
-        for name in ("size", "duration", "seed", "prompt_extend", "watermark", "shot_type"):
+        for name in ("size", "resolution", "ratio", "duration", "seed", "prompt_extend",
+                     "watermark", "shot_type"):
             if params.get(name) is not None:
                 kwargs[name] = params[name]
         return cls(**kwargs)
 
     # -- identity ----------------------------------------------------------------------------
     def params(self) -> dict[str, Any]:
-        """All parameters as a plain dict (what :meth:`from_params` takes back)."""
-        return {name: getattr(self, name) for name in _FIELDS}
+        """All parameters as a plain dict (what :meth:`from_params` takes back): for a
+        ``"size"`` model its size (not resolution and ratio, which follow from it), for a
+        ``"resolution"`` model its resolution and ratio (no size, no shot_type)."""
+        names = _FIELDS if self._spec.protocol == "size" else _RESOLUTION_FIELDS
+        return {name: getattr(self, name) for name in names}
 
     def stored_json(self) -> str:
         """The JSON text the store keeps as ``request_json``: :meth:`params`, plus the sha256
@@ -313,7 +383,7 @@ class GenerationRequest:
         if not self.audio_is_local:
             raise ValidationError([("audio_url", f"audio_url {self.audio_url!r} names no local "
                                                  "file to read")])
-        audio = audiofile.load(str(self.audio_url))
+        audio = audiofile.load(str(self.audio_url), min_s=self._spec.audio_min_s)
         recorded = self._audio_sha256
         changed = (audio.sha256 != recorded if recorded is not None else
                    self._fingerprint is not None
@@ -333,14 +403,20 @@ class GenerationRequest:
         """
         kw = self.params()
         if "model" in changes and changes["model"] != self.model:
-            # the old model's defaults may not fit the new one: let them be chosen again
-            for name in ("size", "duration", "audio", "shot_type"):
+            # the old model's defaults may not fit the new one: let them be chosen again (the
+            # rewrite and watermark flags only when they are the old model's defaults)
+            spec = self._spec
+            for name in ("size", "resolution", "ratio", "duration", "audio", "shot_type"):
                 if name not in changes:
+                    kw.pop(name, None)
+            for name, default in (("prompt_extend", spec.prompt_extend),
+                                  ("watermark", spec.default_watermark)):
+                if name not in changes and kw.get(name) == default:
                     kw.pop(name)
         kw.update(changes)
         if self._audio_sha256 is None or kw.get("audio_url") != self.audio_url:
             return GenerationRequest(**kw)
-        errors = _call_errors((), {k: v for k, v in kw.items() if k not in _FIELDS})
+        errors = _call_errors((), {k: v for k, v in kw.items() if k not in PARAMETERS})
         copy = GenerationRequest.__new__(GenerationRequest)
         copy._setup({name: kw.get(name, _DEFAULTS[name]) for name in _ORDER}, errors,
                     read_file=False, audio_sha256=self._audio_sha256)
@@ -370,7 +446,7 @@ class GenerationRequest:
                                                f"{type(params).__name__}")])
         params = dict(params)
         sha = params.pop(_STORED_SHA, None)
-        errors = _call_errors((), {k: v for k, v in params.items() if k not in _FIELDS})
+        errors = _call_errors((), {k: v for k, v in params.items() if k not in PARAMETERS})
         values = {name: params.get(name, _DEFAULTS[name]) for name in _ORDER}
         request = cls.__new__(cls)
         request._setup(values, errors, read_file=not stored,
@@ -381,8 +457,9 @@ class GenerationRequest:
 
 _DEFAULTS: dict[str, Any] = {"prompt": _MISSING, "model": catalog.DEFAULT_MODEL,
                              "negative_prompt": "", "size": None, "duration": None,
-                             "seed": None, "prompt_extend": True, "watermark": False,
-                             "audio": None, "audio_url": None, "shot_type": None}
+                             "seed": None, "prompt_extend": None, "watermark": None,
+                             "audio": None, "audio_url": None, "shot_type": None,
+                             "resolution": None, "ratio": None}
 
 
 def _call_errors(extra: tuple[Any, ...], unknown: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -395,7 +472,7 @@ def _call_errors(extra: tuple[Any, ...], unknown: Mapping[str, Any]) -> list[tup
     return errors
 
 
-def unknown_parameter(name: str, allowed: Iterable[str] = _FIELDS) -> str:
+def unknown_parameter(name: str, allowed: Iterable[str] = PARAMETERS) -> str:
     """The message for an unknown parameter ``name``, with the close match if there is one:
     "unknown parameter 'sed' (did you mean 'seed'?); allowed: …"."""
     allowed = list(allowed)

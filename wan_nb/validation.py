@@ -79,26 +79,44 @@ def problems(r: GenerationRequest, spec: ModelSpec) -> list[tuple[str, str]]:
     message)`` pairs, each message naming the bad value and what is allowed. Pure: no file is
     looked at (a local ``audio_url`` is checked for its form only; its file is
     :func:`wan_nb.audiofile.load`'s business)."""
-    return check_text(r, spec.prompt_max) + _check_params(r, spec)
+    return check_text(r, spec.prompt_max, spec) + _check_params(r, spec)
 
 
-def check_text(r: GenerationRequest, prompt_max: int) -> list[tuple[str, str]]:
+def _is_cjk(ch: str) -> bool:
+    o = ord(ch)
+    return (0x3040 <= o <= 0x30FF or 0x3400 <= o <= 0x4DBF or 0x4E00 <= o <= 0x9FFF
+            or 0xAC00 <= o <= 0xD7AF or 0xF900 <= o <= 0xFAFF or 0x20000 <= o <= 0x2FA1F)
+
+
+def check_text(r: GenerationRequest, prompt_max: int,
+               spec: ModelSpec | None = None) -> list[tuple[str, str]]:
     errors = []
+    cjk = (spec is not None and spec.prompt_max_cjk is not None and isinstance(r.prompt, str)
+           and any(_is_cjk(c) for c in r.prompt))
+    if cjk and spec is not None and spec.prompt_max_cjk is not None:
+        prompt_max = spec.prompt_max_cjk
     if r.prompt is _MISSING:
         pass  # already reported as required
     elif not isinstance(r.prompt, str) or not r.prompt.strip():
         errors.append(("prompt", f"prompt must be a non-empty string, not {_show(r.prompt)}"))
     elif len(r.prompt) > prompt_max:
+        which = " for a prompt with Chinese, Japanese or Korean text" if cjk else ""
         errors.append(("prompt", f"prompt has {len(r.prompt)} characters; {r.model} allows at "
-                                 f"most {prompt_max} (the service would silently cut it)"))
+                                 f"most {prompt_max}{which} (the service would silently cut "
+                                 "it)"))
     else:
         errors += _unicode_errors("prompt", r.prompt)
+    negative_max = catalog.NEGATIVE_PROMPT_MAX if spec is None else spec.negative_prompt_max
     if not isinstance(r.negative_prompt, str):
         errors.append(("negative_prompt", f"negative_prompt must be a string, "
                                           f"not {_show(r.negative_prompt)}"))
-    elif len(r.negative_prompt) > catalog.NEGATIVE_PROMPT_MAX:
+    elif r.negative_prompt and spec is not None and not spec.negative_prompt:
+        takers = ", ".join(m.name for m in catalog.MODELS.values() if m.negative_prompt)
+        errors.append(("negative_prompt", f"negative_prompt is not taken by {spec.name}; leave "
+                                          f"it empty (models with a negative prompt: {takers})"))
+    elif len(r.negative_prompt) > negative_max:
         errors.append(("negative_prompt", f"negative_prompt has {len(r.negative_prompt)} "
-                                          f"characters; at most {catalog.NEGATIVE_PROMPT_MAX} "
+                                          f"characters; at most {negative_max} "
                                           "are allowed"))
     else:
         errors += _unicode_errors("negative_prompt", r.negative_prompt)
@@ -110,14 +128,8 @@ def _is_int(v: Any) -> bool:
 
 
 def _check_params(r: GenerationRequest, spec: ModelSpec) -> list[tuple[str, str]]:
-    errors: list[tuple[str, str]] = []
+    errors = _check_picture(r, spec)
     name = spec.name
-    if not isinstance(r.size, str) or r.size not in spec.sizes:
-        hint = ""
-        if isinstance(r.size, str) and "x" in r.size.lower():
-            hint = " (sizes are written with '*', e.g. '1280*720')"
-        errors.append(("size", f"size {r.size!r} is not offered by {name}{hint}; choose one "
-                               f"of {', '.join(spec.sizes)}"))
     if not _is_int(r.duration) or r.duration not in spec.durations:
         allowed = (f"an integer from {spec.durations[0]} to {spec.durations[-1]}"
                    if len(spec.durations) > 3 else " or ".join(map(str, spec.durations)))
@@ -129,9 +141,17 @@ def _check_params(r: GenerationRequest, spec: ModelSpec) -> list[tuple[str, str]
     for flag in ("prompt_extend", "watermark"):
         if not isinstance(getattr(r, flag), bool):
             errors.append((flag, f"{flag} must be True or False, not {_show(getattr(r, flag))}"))
+    if r.prompt_extend is True and not spec.prompt_extend:
+        errors.append(("prompt_extend", f"prompt_extend=True is not offered by {name}, which "
+                                        "does not rewrite prompts; leave it unset or False"))
     errors += _check_audio(r, spec)
     if r.shot_type is not None:
-        if not spec.multi_shot:
+        if spec.protocol == "resolution":
+            how = (" (ask for several shots in the prompt itself)"
+                   if spec.multi_shot_in_prompt else "")
+            errors.append(("shot_type", f"shot_type {r.shot_type!r} is not used by {name}, "
+                                        f"which would ignore it{how}; leave it unset"))
+        elif not spec.multi_shot:
             multi = [m.name for m in catalog.MODELS.values() if m.multi_shot]
             errors.append(("shot_type", f"shot_type is only supported by {', '.join(multi)}, "
                                         f"not {name}; leave it unset"))
@@ -145,6 +165,46 @@ def _check_params(r: GenerationRequest, spec: ModelSpec) -> list[tuple[str, str]
     return errors
 
 
+def _check_picture(r: GenerationRequest, spec: ModelSpec) -> list[tuple[str, str]]:
+    """``size`` for a ``"size"`` model that has one; otherwise ``resolution`` + ``ratio`` (and a
+    ``size`` given to a ``"resolution"`` model is refused, naming what to use instead)."""
+    name = spec.name
+    if spec.protocol == "size" and r.size is not None:
+        if isinstance(r.size, str) and r.size in spec.sizes:
+            return []
+        hint = ""
+        if isinstance(r.size, str) and "x" in r.size.lower():
+            hint = " (sizes are written with '*', e.g. '1280*720')"
+        return [("size", f"size {r.size!r} is not offered by {name}{hint}; choose one "
+                         f"of {', '.join(spec.sizes)}")]
+    errors = []
+    if spec.protocol == "resolution" and r.size is not None:
+        errors.append(("size", _size_refusal(r.size, spec)))
+    if not isinstance(r.resolution, str) or r.resolution not in spec.resolutions:
+        errors.append(("resolution", catalog.resolution_message(spec, r.resolution)))
+    elif not isinstance(r.ratio, str) or r.ratio not in spec.ratios_at(r.resolution):
+        errors.append(("ratio", catalog.ratio_message(spec, r.resolution, r.ratio)))
+    return errors
+
+
+def _size_refusal(size: Any, spec: ModelSpec) -> str:
+    """What to say to ``size=`` on a ``"resolution"`` model: the resolution and ratio that
+    stand for it, when there are such."""
+    found = None
+    if isinstance(size, str):
+        for table in (spec.table, catalog.PIXEL_TABLES["size"]):
+            found = found or next(((res, ratio) for res, by in table.items()
+                                   for ratio, (w, h) in by.items() if size == f"{w}*{h}"),
+                                  None)
+    head = f"size is not used by {spec.name}, which takes resolution and ratio"
+    if found and found[0] in spec.resolutions and found[1] in spec.ratios_at(found[0]):
+        w, h = spec.table[found[0]][found[1]]
+        return (f"{head}: instead of size={size!r} use resolution={found[0]!r}, "
+                f"ratio={found[1]!r} ({w}*{h} on {spec.name})")
+    return (f"{head}; size={size!r} has no match: use resolution= one of "
+            f"{', '.join(spec.resolutions)} and ratio= one of {', '.join(spec.ratios)}")
+
+
 def _check_audio(r: GenerationRequest, spec: ModelSpec) -> list[tuple[str, str]]:
     name = spec.name
     with_audio = ", ".join(m.name for m in catalog.MODELS.values() if m.audio)
@@ -155,6 +215,15 @@ def _check_audio(r: GenerationRequest, spec: ModelSpec) -> list[tuple[str, str]]
         return [("audio_url" if r.audio_url is not None else "audio",
                  f"{what} is not supported by {name}, which only makes silent video; "
                  f"models with audio: {with_audio}")]
+    if r.audio == "custom" and not spec.custom_audio:
+        takers = ", ".join(m.name for m in catalog.MODELS.values() if m.custom_audio)
+        return [("audio_url" if r.audio_url is not None else "audio",
+                 f"custom audio (audio_url) is not supported by {name}; use audio="
+                 f"{' or '.join(repr(m) for m in spec.audio_modes)}; models taking audio_url: "
+                 f"{takers}")]
+    if r.audio not in spec.audio_modes:
+        return [("audio", f"audio {r.audio!r} is not offered by {name}; use "
+                          f"{' or '.join(repr(m) for m in spec.audio_modes)}")]
     if r.audio != "custom":
         if r.audio_url is not None:
             return [("audio_url", f"audio_url is only used with audio='custom', not "
@@ -180,8 +249,10 @@ def _check_audio(r: GenerationRequest, spec: ModelSpec) -> list[tuple[str, str]]
     return []  # the file itself is I/O: read once, by audiofile.load
 
 
-def check_audio_file(url: str) -> None:
+def check_audio_file(url: str, model: str | None = None) -> None:
     """:class:`ValidationError` unless the local file ``url`` names is acceptable audio (the
-    client calls this again right before uploading: the file may have changed since). I/O:
-    the file is read once (:func:`wan_nb.audiofile.load`)."""
-    audiofile.load(url)
+    client calls this again right before uploading: the file may have changed since), for
+    ``model`` when given (wan2.7 takes 2 s, the others 3 s). I/O: the file is read once
+    (:func:`wan_nb.audiofile.load`)."""
+    min_s = catalog.AUDIO_MIN_S if model is None else catalog.get_model(model).audio_min_s
+    audiofile.load(url, min_s=min_s)
