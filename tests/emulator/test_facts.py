@@ -109,9 +109,11 @@ def test_the_emulator_runs_without_the_client(tmp_path: Path) -> None:
 
 
 # -- the two tables agree --------------------------------------------------------------------------
-# Every field of the emulator's ServiceModel has the same name in the catalog's ModelSpec, but
-# the picture protocol: until the catalog grows one, its models all speak "size".
+# Every field of the emulator's ServiceModel has the same name in the catalog's ModelSpec (as a
+# field or a property); so do the derived pictures: the pixel table, the size strings a body may
+# name, every picture made, the default picture.
 _SAME_FIELDS = [f.name for f in fields(facts.ServiceModel)]
+_SAME_PROPERTIES = ("table", "sizes", "pixel_sizes", "default_size")
 
 
 def test_the_same_models() -> None:
@@ -125,12 +127,10 @@ def test_the_same_models() -> None:
 def test_model_facts_agree_with_the_catalog(name: str) -> None:
     ours, theirs = facts.MODELS[name], catalog.MODELS[name]
     differ = {}
-    for f in _SAME_FIELDS:
-        mine = getattr(ours, f)
-        other = getattr(theirs, f, "size") if f == "protocol" else getattr(theirs, f)
+    for f in (*_SAME_FIELDS, *_SAME_PROPERTIES):
+        mine, other = getattr(ours, f), getattr(theirs, f, "<missing>")
         if mine != other:
             differ[f] = (mine, other)
-    assert ours.sizes == theirs.sizes
     assert differ == {}, f"{name}: emulator vs catalog {differ}"
 
 
@@ -156,7 +156,7 @@ def test_every_code_the_emulator_answers_is_known_alike_to_the_client(code: str)
 
 
 def test_reference_statuses() -> None:
-    """Reference §4, written out here (not read from either table)."""
+    """Reference §4 and §7.4, written out here (not read from either table)."""
     by_status = {400: {"InvalidParameter", "DataInspectionFailed", "IPInfringementSuspect",
                        "Arrearage", "UnsupportedOperation"},
                  401: {"InvalidApiKey"},
@@ -166,5 +166,10 @@ def test_reference_statuses() -> None:
                  500: {"InternalError", "InternalError.Algo", "InternalError.Timeout",
                        "SystemError"},
                  503: {"ModelUnavailable"}}
+    added_2026 = {429: {"Throttling.BurstRate", "ServiceOverloaded", "ResourceExhausted"},
+                  400: {"InvalidParameter.DataInspection"},
+                  500: {"InternalError.DataInspection"}}  # §7.4
+    for status, codes in added_2026.items():
+        by_status[status] = by_status[status] | codes
     assert {c: s for s, codes in by_status.items() for c in codes} == {
         c: s for c, (s, _) in facts.ERROR_CODES.items()}

@@ -138,8 +138,8 @@ REFUSED: list[tuple[str, Any, str]] = [
      "X-DashScope-OssResourceResolve"),
     # shot_type: wan2.6 only, single or multi
     *[(f"shot_type on {m}", raw(model=m, shot_type="single"),
-       f"shot_type is only supported by wan2.6-t2v, not {m}") for m, ref in REFERENCE.items()
-      if not ref[6]],
+       f"shot_type is only supported by wan2.6-t2v, wan2.6-t2v-us, not {m}")
+      for m, ref in REFERENCE.items() if not ref[6]],
     ("shot_type unknown", raw(model="wan2.6-t2v", size="1280*720", shot_type="double"),
      "shot_type 'double' must be 'single' or 'multi'"),
     # several problems at once are listed together, in field order

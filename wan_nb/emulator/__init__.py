@@ -15,7 +15,12 @@ Where the sources are silent, the emulator decides (one place each, easy to chan
 
 - every API key is its own account: its own queues, limits and task list; a task of another
   key queries as UNKNOWN;
-- ``actual_prompt`` with ``prompt_extend: false`` is the prompt itself (wan2.6: never sent);
+- every model of :data:`.facts.MODELS` is served, both wire protocols (``size``; the 2026
+  ``resolution`` + ``ratio``, where ``size`` and ``shot_type`` are ignored), whatever the
+  emulator's region; the 2026 models' own rules and decisions are in :mod:`.params` and
+  :mod:`.facts`;
+- ``actual_prompt`` with ``prompt_extend: false`` is the prompt itself (wan2.6, wan2.7,
+  HappyHorse, Wan 3.0: never sent);
   ``orig_prompt`` is the prompt as received, before the service's truncation (prompt to the
   model's limit, negative_prompt to 500 characters); both only in SUCCEEDED answers;
 - a PENDING task waits a dispatch delay (0.3 s × speed; 8 s realistic) even with a free slot,

@@ -455,6 +455,12 @@ class Engine:
     @staticmethod
     def _usage(t: Task) -> dict[str, Any]:
         size, duration = t.params["size"], t.params["duration"]
+        if t.spec.usage_shape == "v3":  # §7.3: no size; the pixels follow from SR and ratio
+            ratio = t.params["ratio"]
+            return {"duration": duration, "input_video_duration": 0,
+                    "output_video_duration": duration, "video_count": 1,
+                    "ratio": facts.ADAPTIVE_RATIO if ratio == "adaptive" else ratio,
+                    "SR": int(t.params["resolution"][:-1])}
         if t.spec.usage_shape == "v2":
             return {"duration": duration, "size": size, "input_video_duration": 0,
                     "output_video_duration": duration, "video_count": 1,

@@ -1,4 +1,4 @@
-"""Reading a create body the way the service does (reference §2 and §2.2).
+"""Reading a create body the way the service does (reference §2, §2.2 and §7.2).
 
 The emulator's own parser, written against the reference and not against the client: nothing
 here imports :mod:`wan_nb.request` or the client's ``ValidationError`` (a test checks), so a
@@ -18,9 +18,21 @@ What the service does, and so what this does:
 - ``shot_type: "multi"`` with ``prompt_extend: false`` runs as ``single``;
 - every other problem is a 400 ``InvalidParameter`` listing each problem found.
 
-Each model speaks one picture protocol (:attr:`.facts.ServiceModel.protocol`): today only
-``size`` (a concrete ``W*H``). The 2026 ``resolution`` + ``ratio`` protocol (reference §7) is
-one more entry in :data:`_PICTURE`; everything else in a body is shared.
+Each model speaks one picture protocol (:attr:`.facts.ServiceModel.protocol`), one entry of
+:data:`_PICTURE`: ``size`` (a concrete ``W*H``, §2.1) or ``resolution`` + ``ratio`` (§7). On the
+``resolution`` protocol ``size`` and ``shot_type`` are ignored whatever their value, as the
+service does ("setting it has no effect"). The 2026 models' own rules (§7.1), and the
+emulator's decisions where the reference is silent:
+
+- HappyHorse takes no negative prompt (a non-empty one is refused, like sound on a silent
+  model), makes no sound (``audio: true`` and ``audio_url`` refused) and has no prompt rewrite:
+  ``prompt_extend`` and the SDK's ``input.extend_prompt`` must be booleans if sent and are then
+  ignored (the task records ``prompt_extend: false``); its watermark defaults to true;
+- wan2.7 takes ``audio_url``; ``parameters.audio`` is not documented for it: a boolean is
+  accepted and changes nothing (the model makes sound unless given audio);
+- Wan 3.0 turns sound off with ``audio: false`` and takes no ``audio_url``; ``ratio:
+  "adaptive"`` renders 16:9; a non-empty ``input.media`` (image or reference input) is refused:
+  the emulator serves text-to-video only.
 
 >>> r = parse_create({"model": "wan2.5-t2v-preview", "input": {"prompt": "a fox"},
 ...                   "parameters": {"size": "832*480", "seed": 7, "audio": False}})
@@ -37,11 +49,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .facts import (MODELS, NEGATIVE_PROMPT_MAX, SEED_MAX, SEED_MIN, ServiceModel, find_model,
-                    parse_size)
+                    parse_size, ratio_size)
 
-#: the order problems are listed in, and the keys of :attr:`CreateRequest.params` after model
-FIELDS = ("prompt", "negative_prompt", "size", "duration", "seed", "prompt_extend", "watermark",
-          "audio", "audio_url", "shot_type")
+#: the order problems are listed in
+FIELDS = ("prompt", "negative_prompt", "media", "resolution", "ratio", "size", "duration",
+          "seed", "prompt_extend", "watermark", "audio", "audio_url", "shot_type")
 
 
 class InvalidParameter(Exception):
@@ -61,8 +73,10 @@ class CreateRequest:
     seed: int  # the body's, or one chosen here (the service never reports it)
     prompt_extend: bool
     audio_url: str | None  # http(s) or oss://, as sent
-    #: what a task records: prompt, negative_prompt, model, size, duration, seed, prompt_extend,
-    #: watermark, audio ("auto", "custom" or "silent"), audio_url, shot_type
+    #: what a task records: prompt, negative_prompt, model, (resolution, ratio: the
+    #: ``resolution`` protocol), size (the pixels rendered, ``W*H``), duration, seed,
+    #: prompt_extend, watermark, audio ("auto", "custom" or "silent"), audio_url, (shot_type:
+    #: the ``size`` protocol)
     params: dict[str, Any]
 
 
@@ -95,9 +109,11 @@ def parse_create(body: Any, *, seed: Callable[[], int] = random_seed) -> CreateR
     if b.errors:
         raise InvalidParameter(b.message())
     values = {"prompt": prompt, "negative_prompt": negative, "model": model.name,
-              "size": picture["size"], "duration": duration, "seed": chosen_seed,
-              "prompt_extend": extend, "watermark": watermark, "audio": audio,
-              "audio_url": audio_url, "shot_type": picture.get("shot_type"), **picture}
+              **{k: v for k, v in picture.items() if k != "shot_type"}, "duration": duration,
+              "seed": chosen_seed, "prompt_extend": extend, "watermark": watermark,
+              "audio": audio, "audio_url": audio_url}
+    if "shot_type" in picture:
+        values["shot_type"] = picture["shot_type"]
     return CreateRequest(model=model, prompt=prompt, negative_prompt=negative, width=width,
                          height=height, duration=duration, seed=chosen_seed,
                          prompt_extend=extend, audio_url=audio_url, params=values)
@@ -145,10 +161,17 @@ def _valid_text(b: _Body, name: str, text: str) -> None:
                      f"{e.start} (not valid Unicode text)")
 
 
+def _has_cjk(text: str) -> bool:
+    return any("\u3040" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u9fff"
+               or "\uac00" <= ch <= "\ud7af" or "\uf900" <= ch <= "\ufaff" for ch in text)
+
+
 def _texts(b: _Body) -> tuple[str, str]:
+    m = b.model
     prompt = b.input["prompt"]
     if isinstance(prompt, str):
-        prompt = prompt[:b.model.prompt_max]
+        cjk = m.prompt_max_cjk is not None and _has_cjk(prompt)
+        prompt = prompt[:m.prompt_max_cjk if cjk else m.prompt_max]
     if not isinstance(prompt, str) or not prompt.strip():
         b.fail("prompt", f"prompt must be a non-empty string, not {_show(prompt)}")
     else:
@@ -156,9 +179,17 @@ def _texts(b: _Body) -> tuple[str, str]:
     negative = b.input.get("negative_prompt") or ""
     if not isinstance(negative, str):
         b.fail("negative_prompt", f"negative_prompt must be a string, not {_show(negative)}")
+    elif negative and not m.negative_prompt:
+        takes = ", ".join(x.name for x in MODELS.values() if x.negative_prompt)
+        b.fail("negative_prompt", f"negative_prompt is not supported by {m.name}; leave it "
+                                  f"empty (models that take one: {takes})")
     else:
         negative = negative[:NEGATIVE_PROMPT_MAX]
         _valid_text(b, "negative_prompt", negative)
+    media = b.input.get("media")
+    if m.protocol == "resolution" and media:
+        b.fail("media", f"input.media is not served by this emulator: it renders text-to-video "
+                        f"only; send {m.name} a prompt without media")
     return prompt, negative
 
 
@@ -185,10 +216,12 @@ def _seed(b: _Body, choose: Callable[[], int]) -> int:
 def _flags(b: _Body) -> tuple[bool, bool]:
     legacy = b.input.get("extend_prompt")  # the SDK's older spelling, in input
     extend = b.param("prompt_extend", legacy if isinstance(legacy, bool) else True)
-    watermark = b.param("watermark", False)
+    watermark = b.param("watermark", b.model.default_watermark)
     for name, value in (("prompt_extend", extend), ("watermark", watermark)):
         if not isinstance(value, bool):
             b.fail(name, f"{name} must be True or False, not {_show(value)}")
+    if not b.model.prompt_extend:
+        extend = False  # a model without rewrite ignores the switch (the SDK always sends it)
     return extend, watermark
 
 
@@ -203,7 +236,8 @@ def _audio(b: _Body) -> tuple[str, str | None]:
         if flag is None:
             mode = "auto" if m.audio else "silent"
         elif isinstance(flag, bool):
-            mode = "auto" if flag else "silent"
+            # a model that cannot turn its sound off takes the switch and makes sound anyway
+            mode = "auto" if flag or (m.audio and m.audio_switch != "documented") else "silent"
         else:
             b.fail("audio", f"audio must be true or false, not {flag!r}")
             return "silent", None
@@ -213,6 +247,11 @@ def _audio(b: _Body) -> tuple[str, str | None]:
         b.fail("audio_url" if url is not None else "audio",
                f"{what} is not supported by {m.name}, which only makes silent video; "
                f"models with audio: {with_audio}")
+    elif url is not None and not m.custom_audio:
+        takes = ", ".join(x.name for x in MODELS.values() if x.custom_audio)
+        b.fail("audio_url", f"audio_url is not supported by {m.name}, which makes its own "
+                            f"sound (turn it off with audio: false); models that take "
+                            f"audio_url: {takes}")
     elif url is not None:
         _audio_url(b, url)
     return mode, url
@@ -263,4 +302,27 @@ def _size_protocol(b: _Body, prompt_extend: Any) -> Picture:
     return {"size": size, "shot_type": shot}, width, height
 
 
-_PICTURE: dict[str, Callable[[_Body, Any], Picture]] = {"size": _size_protocol}
+def _resolution_protocol(b: _Body, prompt_extend: Any) -> Picture:
+    """``resolution`` + ``ratio`` (§7.1); ``size`` and ``shot_type`` are ignored, whatever
+    they say, as the service ignores them."""
+    m = b.model
+    resolution = b.param("resolution", m.default_resolution)
+    ratio = b.param("ratio", m.default_ratio)
+    ok = True
+    if not isinstance(resolution, str) or resolution not in m.tiers:
+        hint = (" (resolutions are written like '720P')"
+                if isinstance(resolution, str) and resolution.upper() in m.tiers else "")
+        b.fail("resolution", f"resolution {resolution!r} is not offered by {m.name}{hint}; "
+                             f"choose one of {', '.join(m.tiers)}")
+        ok = False
+    if not isinstance(ratio, str) or ratio not in m.ratios:
+        b.fail("ratio", f"ratio {ratio!r} is not offered by {m.name}; choose one of "
+                        f"{', '.join(m.ratios)}")
+        ok = False
+    size = ratio_size(resolution, ratio) if ok else ""
+    width, height = parse_size(size) if ok else (0, 0)
+    return {"resolution": resolution, "ratio": ratio, "size": size}, width, height
+
+
+_PICTURE: dict[str, Callable[[_Body, Any], Picture]] = {"size": _size_protocol,
+                                                        "resolution": _resolution_protocol}

@@ -1,8 +1,9 @@
 """Background work of the emulator app: rendering the MP4 of each task that starts RUNNING,
 fetching its custom audio, and waking the state machine when the next event is due.
 
-Audio, like the service: wan2.2/2.1 are silent; ``audio: false`` is silent; ``audio: true``
-(or absent) on wan2.5/2.6 gets generated sound; ``audio_url`` is fetched (http(s) through httpx,
+Audio, like the service: wan2.2/2.1 and HappyHorse are silent; ``audio: false`` is silent
+(not on wan2.7, which does not document it); ``audio: true`` (or absent) on wan2.5/2.6/2.7 and
+Wan 3.0 gets generated sound; ``audio_url`` is fetched (http(s) through httpx,
 or an ``oss://`` upload stored locally) and used as is (the renderer trims or pads it). An
 audio file that cannot be fetched, is larger than 15 MB or is neither wav nor mp3 (checked by
 its leading bytes) makes the task end FAILED with ``InvalidParameter`` (**decision**: the
@@ -25,6 +26,13 @@ from .engine import Engine, FakeClock, Task
 from .objects import ObjectStore
 
 log = logging.getLogger("wan_nb.emulator")
+
+
+def _picture(params: dict[str, Any]) -> str:
+    """How the caption names the picture asked for: ``832*480``, or ``720P 4:3``."""
+    if params.get("resolution"):
+        return f"{params['resolution']} {params['ratio']}"
+    return str(params["size"])
 
 
 class AudioFailure(Exception):
@@ -138,7 +146,7 @@ class RenderWorker:
                           duration=float(p["duration"]), fps=t.spec.fps,
                           watermark=bool(p["watermark"]), audio=mode,  # type: ignore[arg-type]
                           audio_path=str(audio_path) if audio_path else None,
-                          caption=f"{t.model} · {p['size']} · seed {p['seed']}")
+                          caption=f"{t.model} · {_picture(p)} · seed {p['seed']}")
         await render_video_async(spec, self.objects.file_path(t.file_name),
                                  limiter=self.limiter)
 
