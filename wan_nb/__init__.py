@@ -47,13 +47,16 @@ def __getattr__(name: str) -> Any:  # heavy modules (pandas) load on first use
 
 
 def connect(api_key: str | Secret | None = None, *, region: str | None = None,
-            base_url: str | None = None, store: Any = None, emulator: bool | None = None,
+            base_url: str | None = None, workspace: str | None = None, store: Any = None,
+            emulator: bool | None = None,
             speed: str | float | None = None, resume: bool = True, quiet: bool = False,
             **kwargs: Any) -> Session:
     """A :class:`Session` ready for notebooks.
 
     With an API key (``api_key=`` or ``DASHSCOPE_API_KEY``) it talks to the real service
     (``region`` singapore/beijing/virginia, or ``base_url`` / ``DASHSCOPE_HTTP_BASE_URL``).
+    ``workspace`` (a Model Studio workspace id) with ``region`` uses the per-workspace host
+    ``https://{workspace}.{region-id}.maas.aliyuncs.com`` (the same account and tasks).
     Without one, or with ``emulator=True``, it starts the offline emulator on 127.0.0.1 and
     says so in one line. ``store`` is the run ledger's folder (default ``./wan_runs``).
     ``resume`` re-attaches to unfinished runs left by an earlier kernel.
@@ -66,6 +69,13 @@ def connect(api_key: str | Secret | None = None, *, region: str | None = None,
     from .store import Store
 
     use_emulator = (not api_key) if emulator is None else bool(emulator)
+    if workspace is not None and not use_emulator:
+        from .config import Config
+
+        if base_url is not None:
+            raise ValidationError([("workspace", "give workspace= (with region=) or "
+                                                 "base_url=, not both")])
+        base_url = Config.workspace_url(workspace, region)
     _check_store_arg(store)
     _check_client_kwargs(kwargs)
     if not use_emulator:
@@ -87,6 +97,7 @@ def connect(api_key: str | Secret | None = None, *, region: str | None = None,
                         "connect() would use its embedded emulator; pass api_key= too (a CLI "
                         "emulator prints its key), or leave it out")
                  for name, value in (("base_url", base_url), ("region", region),
+                                     ("workspace", workspace),
                                      ("backend", kwargs.get("backend")),
                                      ("config", kwargs.get("config")),
                                      ("async_client", kwargs.get("async_client")))

@@ -90,16 +90,25 @@ class Config:
     #: DashScope's region ids (workspace hosts, ``DASHSCOPE_API_REGION``) → our region names
     REGION_IDS: ClassVar[dict[str, str]] = {"ap-southeast-1": "singapore",
                                             "cn-beijing": "beijing", "us-east-1": "virginia"}
+    #: our region names → DashScope's region ids (the inverse of REGION_IDS)
+    REGION_ID_OF: ClassVar[dict[str, str]] = {v: k for k, v in REGION_IDS.items()}
     #: the header every answer of a wan_nb emulator carries (wan_nb/emulator/app.py)
     IDENTITY_HEADER: ClassVar[str] = "x-wan-emulator-id"
 
     @classmethod
     def resolve(cls, api_key: str | Secret | None = None, region: str | None = None,
                 base_url: str | None = None, *, backend: str | None = None,
-                env: Mapping[str, str] | None = None) -> Config:
+                env: Mapping[str, str] | None = None, workspace: str | None = None) -> Config:
+        """``workspace`` (with ``region``) builds the per-workspace host
+        (:meth:`workspace_url`) in place of ``base_url``."""
         # The key is wrapped first and the environment mapping dropped: both would otherwise
         # be printed by a verbose traceback of a bad region or base_url below.
         api_key = Secret(api_key) if api_key is not None else Secret.from_env(env)
+        if workspace is not None:
+            if base_url is not None:
+                raise ValidationError([("workspace", "give workspace= (with region=) or "
+                                                     "base_url=, not both")])
+            base_url = cls.workspace_url(workspace, region)
         if base_url is None and region is None:
             base_url = (os.environ if env is None else env).get("DASHSCOPE_HTTP_BASE_URL") \
                 or None
@@ -120,6 +129,33 @@ class Config:
         return cls(api_key, base, region, backend or label,
                    ask_identity=backend is None and label.startswith("custom:"),
                    legacy_backend=None if backend is not None else legacy)
+
+    @classmethod
+    def workspace_url(cls, workspace: str, region: str | None = None) -> str:
+        """The per-workspace host of reference §7.5,
+        ``https://{WorkspaceId}.{region-id}.maas.aliyuncs.com``; ``region`` is one of ours
+        (singapore, beijing, virginia; default singapore) or a region id (``ap-southeast-1``).
+        :class:`ValidationError` for a workspace id that cannot be a host name label.
+
+        >>> Config.workspace_url("ws-8f2a", "beijing")
+        'https://ws-8f2a.cn-beijing.maas.aliyuncs.com'
+        """
+        region = catalog.DEFAULT_REGION if region is None else region
+        region_id = cls.REGION_ID_OF.get(region, region)
+        if region_id not in cls.REGION_IDS:
+            names = sorted({*cls.REGION_ID_OF, *cls.REGION_IDS})
+            raise ValidationError([("region", f"region {region!r} has no workspace host; "
+                                              f"choose one of {', '.join(names)}")])
+        ok = (isinstance(workspace, str) and 0 < len(workspace) <= 63
+              and all(c.isascii() and (c.isalnum() or c == "-") for c in workspace)
+              and not workspace.startswith("-") and not workspace.endswith("-"))
+        if not ok:
+            raise ValidationError([("workspace", f"workspace {workspace!r} is not a workspace "
+                                                 "id: it must be the id shown in the Model "
+                                                 "Studio console (letters, digits and '-', at "
+                                                 "most 63, e.g. 'ws-8f2a...'), not a URL or "
+                                                 "a name")])
+        return f"https://{workspace.lower()}.{region_id}.maas.aliyuncs.com"
 
     @classmethod
     def name_of(cls, base: str, field: str = "base_url") -> tuple[str | None, str]:
