@@ -9,6 +9,15 @@
     exp.wait()
     exp.to_dataframe()
 
+Models compare in one sweep, whatever protocol they speak: give the picture as ``resolution`` +
+``ratio`` (every model takes it; the catalog picks each model's own pixels) and sweep ``model``::
+
+    exp = Experiment("fox-models", base={"prompt": p1, "resolution": "720P", "ratio": "16:9"})
+    exp.grid(model=["wan2.5-t2v-preview", "wan2.6-t2v", "wan2.7-t2v", "happyhorse-1.0-t2v",
+                    "wan3.0-video"])
+    exp.estimate()["per_model"]   # runs and estimated USD for each model
+    exp.to_dataframe()            # one row per run: model, resolution, ratio, width, height, ...
+
 Every variant gets an explicit seed: the one given, or one derived from the experiment's name and
 the variant's key, so that the same cell always makes the same requests. Re-running finds the
 runs already recorded with the same fingerprint in this experiment and re-attaches to them
@@ -158,11 +167,26 @@ class Experiment:
     # -- running -----------------------------------------------------------------------------
     def estimate(self) -> dict[str, Any]:
         """What :meth:`run` would do, before anything is paid: how many runs are new, their
-        estimated cost (catalog prices, estimates) and an ETA from learned run times."""
+        estimated cost (catalog prices, estimates) and an ETA from learned run times.
+
+        ``per_model`` gives, for each model, its new runs, their estimated cost, and
+        ``unpriced`` runs (no price known for that model and resolution: counted as 0)."""
         reqs = self.requests()
         new = [(k, r) for k, r in reqs
                if (row := self._existing(r)) is None or _retryable(row)]
         cost = sum(r.estimated_cost or 0.0 for _, r in new)
+        per_model: dict[str, dict[str, Any]] = {}
+        for _, r in reqs:
+            per_model.setdefault(r.model, {"runs": 0, "new_runs": 0,
+                                           "estimated_cost_usd": 0.0, "unpriced": 0})
+        for _, r in new:
+            entry = per_model[r.model]
+            entry["new_runs"] += 1
+            entry["estimated_cost_usd"] = round(entry["estimated_cost_usd"]
+                                                + (r.estimated_cost or 0.0), 6)
+            entry["unpriced"] += r.estimated_cost is None
+        for _, r in reqs:
+            per_model[r.model]["runs"] += 1
         eta = 0.0
         by_model: dict[str, list[GenerationRequest]] = {}
         for _, r in new:
@@ -175,7 +199,7 @@ class Experiment:
         return {"experiment": self.name, "variants": len(reqs), "new_runs": len(new),
                 "reused_runs": len(reqs) - len(new), "estimated_cost_usd": round(cost, 4),
                 "prices_are_estimates": catalog.PRICES_ARE_ESTIMATES,
-                "eta_seconds": round(eta, 1)}
+                "eta_seconds": round(eta, 1), "per_model": per_model}
 
     def run(self, *, budget: float | None = None, force: bool = False,
             retry_failed: bool = True) -> JobList:
