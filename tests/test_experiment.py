@@ -207,3 +207,49 @@ def test_thumbnail_strips_for_a_visual_scan(make_client):
         == b"\x89PNG"
     page = exp.thumbnails().data
     assert "&lt;b&gt;bold&lt;/b&gt;" in page and "<b>bold</b>" not in page
+
+
+CROSS_MODELS = ["wan2.5-t2v-preview", "wan2.6-t2v", "wan2.7-t2v", "happyhorse-1.0-t2v",
+                "wan3.0-video"]
+
+
+def test_a_grid_over_models_of_both_protocols_with_one_resolution_and_ratio(make_client):
+    client = make_client()
+    exp = Experiment("models", base={"prompt": "a paper boat", "resolution": "720P",
+                                     "ratio": "4:3", "duration": 5}, client=client)
+    exp.grid(model=CROSS_MODELS)
+    est = exp.estimate()
+    assert set(est["per_model"]) == set(CROSS_MODELS)
+    for model, entry in est["per_model"].items():
+        price = wan_nb.catalog.price_per_second(model, "720P")
+        assert entry == {"runs": 1, "new_runs": 1, "estimated_cost_usd": pytest.approx(5 * price),
+                         "unpriced": 0}
+    assert est["estimated_cost_usd"] == pytest.approx(
+        sum(e["estimated_cost_usd"] for e in est["per_model"].values()))
+    jobs = exp.run()
+    exp.wait(timeout=240, progress=False)
+    assert all(j.ok for j in jobs), [j.error for j in jobs]
+    df = exp.to_dataframe().set_index("model")
+    # one row per model, comparable: the same resolution and ratio, each model's own pixels
+    assert sorted(df.index) == sorted(CROSS_MODELS)
+    assert set(df["duration"]) == {5}
+    assert df.loc["wan2.5-t2v-preview", ["width", "height"]].tolist() == [1088, 832]
+    assert df.loc["wan2.6-t2v", ["width", "height"]].tolist() == [1088, 832]
+    for model in ("wan2.7-t2v", "happyhorse-1.0-t2v", "wan3.0-video"):
+        assert df.loc[model, ["width", "height"]].tolist() == [1104, 832]
+    if "resolution" in df.columns:  # the ledger's columns (issue 10 item 3)
+        assert set(df["resolution"].astype(str)) == {"720P"}
+        assert set(df["ratio"].astype(str)) == {"4:3"}
+    # the same cell again pays nothing
+    again = Experiment("models", base=exp.base, client=client).grid(model=CROSS_MODELS)
+    assert again.estimate()["new_runs"] == 0
+
+
+def test_a_size_in_a_cross_model_grid_is_refused_for_the_resolution_models(make_client):
+    exp = Experiment("sized", base={"prompt": "a boat", "size": "1280*720"},
+                     client=make_client())
+    exp.grid(model=["wan2.5-t2v-preview", "wan2.7-t2v"])
+    with pytest.raises(ValidationError) as e:
+        exp.requests()
+    assert [f for f, _ in e.value.errors] == ["model=wan2.7-t2v: size"]
+    assert "resolution='720P', ratio='16:9'" in e.value.errors[0][1]

@@ -416,11 +416,11 @@ def resolution_ratio(model: str, size: str) -> tuple[str, str]:
 def _find_pixels(spec: ModelSpec, size: object) -> tuple[str, str] | None:
     if not isinstance(size, str):
         return None
-    for res, by_ratio in spec.table.items():
-        for ratio, (w, h) in by_ratio.items():
-            if size == f"{w}*{h}":
-                return res, ratio
-    return None
+    found = [(res, ratio) for res, by_ratio in spec.table.items()
+             for ratio, (w, h) in by_ratio.items() if size == f"{w}*{h}"]
+    # "adaptive" has the pixels of another ratio: name that one
+    found.sort(key=lambda f: f[1] == "adaptive")
+    return found[0] if found else None
 
 
 _RESOLUTION = re.compile(r"^\d+P$")

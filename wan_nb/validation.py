@@ -192,7 +192,7 @@ def _size_refusal(size: Any, spec: ModelSpec) -> str:
     stand for it, when there are such."""
     found = None
     if isinstance(size, str):
-        for table in (spec.table, catalog.PIXEL_TABLES["size"]):
+        for table in (catalog.PIXEL_TABLES["size"], spec.table):  # "adaptive" only last
             found = found or next(((res, ratio) for res, by in table.items()
                                    for ratio, (w, h) in by.items() if size == f"{w}*{h}"),
                                   None)
