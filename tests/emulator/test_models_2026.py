@@ -320,6 +320,18 @@ async def test_internal_data_inspection_on_create_is_ambiguous(emu_factory: Any)
         assert listed["total"] == 1 and listed["data"][0]["model_name"] == HH
 
 
+async def test_input_inspection_can_answer_the_2026_code(emu_factory: Any) -> None:
+    async with emu_factory(blocked_terms={"__inspect__": "InvalidParameter.DataInspection"}
+                           ) as emu:
+        r = await send(emu, raw(model=W27, prompt="an __inspect__ scene"))
+        assert (r.status_code, r.json()["code"]) == (400, "InvalidParameter.DataInspection")
+        assert r.json()["message"] == "The input failed content inspection."
+        assert emu.engine.tasks == {}
+    with pytest.raises(ValueError, match="content codes must be one of"):
+        async with emu_factory(output_blocked_terms={"x": "InvalidParameter.DataInspection"}):
+            pass
+
+
 # -- rendered files ------------------------------------------------------------------------------
 RENDERS = [
     (W27, {"resolution": "720P", "ratio": "4:3", "duration": 2}, (1104, 832, 2, True)),

@@ -60,10 +60,13 @@ DEFAULT_OUTPUT_TERMS: dict[str, str] = {
     "__ip_output__": "IPInfringementSuspect",
 }
 _CONTENT_CODES = ("DataInspectionFailed", "IPInfringementSuspect")
+#: a refused input may also carry the 2026 code (reference §7.4); a failed output may not
+_INPUT_CODES = (*_CONTENT_CODES, "InvalidParameter.DataInspection")
 
 INPUT_MESSAGES = {
     "DataInspectionFailed": "Input data may contain inappropriate content.",
     "IPInfringementSuspect": "Input data is suspected of being involved in IP infringement.",
+    "InvalidParameter.DataInspection": "The input failed content inspection.",
 }
 OUTPUT_MESSAGES = {
     "DataInspectionFailed": "Output data may contain inappropriate content.",
@@ -71,8 +74,8 @@ OUTPUT_MESSAGES = {
 }
 
 
-def _terms(value: Mapping[str, str] | Iterable[str] | None, default: Mapping[str, str]
-           ) -> dict[str, str]:
+def _terms(value: Mapping[str, str] | Iterable[str] | None, default: Mapping[str, str],
+           allowed: tuple[str, ...] = _CONTENT_CODES) -> dict[str, str]:
     if value is None:
         return dict(default)
     if isinstance(value, Mapping):
@@ -81,9 +84,9 @@ def _terms(value: Mapping[str, str] | Iterable[str] | None, default: Mapping[str
         out = {value.lower(): "DataInspectionFailed"}
     else:
         out = {str(t).lower(): "DataInspectionFailed" for t in value}
-    bad = sorted({c for c in out.values() if c not in _CONTENT_CODES})
+    bad = sorted({c for c in out.values() if c not in allowed})
     if bad:
-        raise ValueError(f"content codes must be one of {', '.join(_CONTENT_CODES)}, not {bad}")
+        raise ValueError(f"content codes must be one of {', '.join(allowed)}, not {bad}")
     return out
 
 
@@ -91,7 +94,8 @@ def _terms(value: Mapping[str, str] | Iterable[str] | None, default: Mapping[str
 class ContentPolicy:
     """Content inspection: ``input_terms`` refuse the create call (HTTP 400), ``output_terms``
     let the task run and end FAILED "for the output". Both map a case-insensitive term to the
-    code (``DataInspectionFailed`` or ``IPInfringementSuspect``). A plain list of terms means
+    code (``DataInspectionFailed`` or ``IPInfringementSuspect``; for input also the 2026
+    ``InvalidParameter.DataInspection``). A plain list of terms means
     ``DataInspectionFailed``."""
 
     input_terms: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_INPUT_TERMS))
@@ -101,7 +105,7 @@ class ContentPolicy:
     def build(cls, blocked_terms: Mapping[str, str] | Iterable[str] | None = None,
               output_blocked_terms: Mapping[str, str] | Iterable[str] | None = None
               ) -> "ContentPolicy":
-        return cls(_terms(blocked_terms, DEFAULT_INPUT_TERMS),
+        return cls(_terms(blocked_terms, DEFAULT_INPUT_TERMS, _INPUT_CODES),
                    _terms(output_blocked_terms, DEFAULT_OUTPUT_TERMS))
 
     @staticmethod
