@@ -369,3 +369,13 @@ def test_resolution_requests_round_trip_through_the_store_and_replace(spec):
     old = r.replace(model="wan2.5-t2v-preview")
     assert old.size == "1920*1080" and old.watermark is False and old.prompt_extend is True
     assert old.replace(model=spec.name) == make(spec)
+
+
+def test_a_stored_resolution_request_reads_back_with_its_pinned_fingerprint():
+    # pinned: a change here would stop dedupe and resume from matching recorded runs
+    stored = ('{"audio": "auto", "audio_url": null, "duration": 10, "model": "wan2.7-t2v", '
+              '"negative_prompt": "", "prompt": "a paper boat", "prompt_extend": true, '
+              '"ratio": "4:3", "resolution": "720P", "seed": 12345, "watermark": false}')
+    r = GenerationRequest.from_params(stored, stored=True)
+    assert r.fingerprint == "86f29b5f58489c4111b67012d9ab1a0392daf02183f8db374ba4d43541f48e65"
+    assert r.stored_json() == stored and (r.width, r.height) == (1104, 832)
