@@ -40,7 +40,8 @@ FULL = {
     "experiment": "cats", "variant": "seed=7", "tags": ["a", "b c", "猫"],
     "model": "wan2.5-t2v-preview", "prompt": "一只猫 on a skateboard, NA",
     "negative_prompt": "blurry", "actual_prompt": "A fluffy cat rides a skateboard.\nSlow pan.",
-    "size": "832*480", "width": 832, "height": 480, "tier": "480P", "duration": 10,
+    "size": "832*480", "width": 832, "height": 480, "tier": "480P", "resolution": "480P",
+    "ratio": "16:9", "duration": 10,
     "seed": 2147483647, "prompt_extend": True, "watermark": False, "audio_mode": "custom",
     "audio_url": "https://example.com/voice.mp3", "shot_type": "single",
     "fingerprint": "ab" * 32,
@@ -52,7 +53,8 @@ FULL = {
     "scheduled_time": T0 + timedelta(seconds=10, microseconds=472000),
     "end_time": T0 + timedelta(seconds=311, microseconds=444000),
     "usage_video_count": 1, "usage_video_duration": 10.0, "usage_video_ratio": "832*480",
-    "usage_duration": 10.0, "usage_size": "1280*720", "usage_sr": 720,
+    "usage_duration": 10.0, "usage_size": "1280*720", "usage_sr": 720, "usage_ratio": "16:9",
+    "usage_width": 1280, "usage_height": 720,
     "usage_input_video_duration": 0.0, "usage_output_video_duration": 10.0,
     "usage_json": {"video_count": 1, "video_duration": 10, "video_ratio": "832*480"},
     "cost_usd": 0.5, "video_url": "https://oss.example.com/v.mp4?Expires=1761277655",
@@ -69,7 +71,8 @@ EXPECTED_DTYPES = {
     "experiment": "string", "variant": "string", "tags": "object", "prompt": "string",
     "negative_prompt": "string", "actual_prompt": "string", "prompt_rewritten": "boolean",
     "model": "category", "size": "string", "width": "Int64", "height": "Int64",
-    "tier": "category", "duration": "Int64", "seed": "Int64", "prompt_extend": "boolean",
+    "tier": "category", "resolution": "category", "ratio": "category", "duration": "Int64",
+    "seed": "Int64", "prompt_extend": "boolean",
     "watermark": "boolean", "audio_mode": "category", "audio_url": "string",
     "shot_type": "string", "status": "category", "error_code": "string",
     "error_message": "string", "task_id": "string", "request_id": "string",
@@ -78,7 +81,8 @@ EXPECTED_DTYPES = {
     "end_time": "datetime64[us, UTC]", "queue_s": "Float64", "run_s": "Float64",
     "usage_video_count": "Int64", "usage_video_duration": "Float64",
     "usage_video_ratio": "string", "usage_duration": "Float64", "usage_size": "string",
-    "usage_sr": "Int64", "usage_input_video_duration": "Float64",
+    "usage_sr": "Int64", "usage_ratio": "string", "usage_width": "Int64",
+    "usage_height": "Int64", "usage_input_video_duration": "Float64",
     "usage_output_video_duration": "Float64", "usage_json": "string", "cost_usd": "Float64",
     "video_url": "string", "video_url_expires_at": "datetime64[us, UTC]",
     "video_path": "string", "video_sha256": "string", "video_bytes": "Int64",
@@ -202,18 +206,24 @@ def test_dataframe_dtypes_for_every_column(store):
     assert len(empty) == 0
     bare = full[full["prompt"] == "bare"].iloc[0]
     assert bare["tags"] == [] and bare["status"] == "QUEUED"
-    assert bare["prompt_rewritten"] is False or bare["prompt_rewritten"] == False  # noqa: E712
+    assert bare["prompt_rewritten"] is pd.NA  # no rewrite disclosed (yet): not "unchanged"
     assert pd.isna(bare["seed"]) and pd.isna(bare["sent_at"]) and pd.isna(bare["queue_s"])
 
 
 def test_prompt_rewritten_is_derived(store):
+    """Known where the service disclosed its rewrite, False where none was asked for, missing
+    where it was not disclosed (wan2.6, the 2026 models) or not yet known: never False then."""
     same = store.insert_run(prompt="a cat", actual_prompt="a cat")
     other = store.insert_run(prompt="a cat", actual_prompt="a fluffy cat")
     none = store.insert_run(prompt="a cat")
+    hidden = store.insert_run(prompt="a cat", prompt_extend=True, status="SUCCEEDED",
+                              model="wan2.6-t2v")
+    off = store.insert_run(prompt="a cat", prompt_extend=False, status="SUCCEEDED")
+    runs = (same, other, none, hidden, off)
     df = store.to_dataframe()
-    assert df.loc[[same, other, none], "prompt_rewritten"].tolist() == [False, True, False]
-    assert [store.get_run(r)["prompt_rewritten"] for r in (same, other, none)] == [
-        False, True, False]
+    assert df.loc[list(runs), "prompt_rewritten"].tolist() == [False, True, pd.NA, pd.NA, False]
+    assert [store.get_run(r)["prompt_rewritten"] for r in runs] == [
+        False, True, None, None, False]
 
 
 def test_empty_text_is_stored_as_missing(store):
@@ -588,13 +598,14 @@ def test_migrates_a_v1_file_keeping_its_data(tmp_path):
     con.executescript(V1_SQL)
     con.close()
     with Store(root) as store:
-        assert store.schema_version == SCHEMA_VERSION == 4
+        assert store.schema_version == SCHEMA_VERSION == 5
         old = store.get_run("20250101000000-0000abcd")
         assert (old["prompt"], old["seed"], old["tags"], old["prompt_extend"]) == (
             "an old cat", 42, ["v1"], True)
         assert old["run_s"] == 60.0 and old["queue_s"] == 2.5 and old["cost_usd"] == 0.24
         assert (old["rating"], old["notes"], old["owner"]) == (None, None, None)
         assert store.get_run("20250101000001-0000abce")["status"] == "FAILED"
+        assert (old["resolution"], old["ratio"]) == (None, None)  # it recorded no size
         store.update_run(old["run_id"], rating=5, notes="still good")
         assert store.claim(old["run_id"], "me")
         assert store.to_dataframe().loc[old["run_id"], "rating"] == 5
@@ -614,7 +625,7 @@ def test_newer_file_is_refused_and_left_untouched(tmp_path):
                       "INSERT INTO runs VALUES ('r', x'00'); PRAGMA user_version = 7;")
     con.close()
     before = tree_digest(root)
-    with pytest.raises(SchemaVersionError, match="schema version 7.*up to 4.*not modified"):
+    with pytest.raises(SchemaVersionError, match="schema version 7.*up to 5.*not modified"):
         Store(root)
     assert tree_digest(root) == before
 

@@ -121,6 +121,9 @@ class Job:
     width: Field[int] = Field("video width in pixels")
     height: Field[int] = Field("video height in pixels")
     tier: Field[str | None] = Field("480P, 720P or 1080P")
+    resolution: Field[str | None] = Field(
+        "480P, 720P or 1080P as asked for (either protocol; from size for older runs)")
+    ratio: Field[str | None] = Field("the aspect ratio asked for: 16:9, 9:16, 1:1, 4:3, ...")
     duration: Field[int] = Field("seconds asked for")
     seed: Field[int | None] = Field("the seed sent")
     prompt_extend: Field[bool | None] = Field("whether the service may rewrite the prompt")
@@ -143,6 +146,10 @@ class Job:
     usage_duration: Field[float | None] = Field("usage: duration (2026 models)")
     usage_size: Field[str | None] = Field("usage: size")
     usage_sr: Field[int | None] = Field("usage: SR, the output resolution (2026 models)")
+    usage_ratio: Field[str | None] = Field("usage: ratio, the aspect ratio (2026 models)")
+    usage_width: Field[int | None] = Field(
+        "usage: the reported video's width (its size, or from SR and ratio)")
+    usage_height: Field[int | None] = Field("usage: the reported video's height")
     usage_input_video_duration: Field[float | None] = Field("usage: input video seconds")
     usage_output_video_duration: Field[float | None] = Field("usage: output video seconds")
     usage_json: Field[dict[str, Any] | None] = Field("usage as the service sent it")

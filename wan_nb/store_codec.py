@@ -38,6 +38,13 @@ def allowed_text(names: Sequence[str]) -> str:
     return ", ".join(names)
 
 
+def rewritten(prompt: str | None, actual: str | None, extend: bool | None) -> bool | None:
+    """``prompt_rewritten`` of one run (as in the DataFrame): None when not disclosed."""
+    if actual is not None:
+        return actual != prompt
+    return False if extend is False else None
+
+
 
 class RunCodec(LedgerConnection):
     """Encoding of written fields and decoding of read rows (a layer of the Store)."""
@@ -149,8 +156,8 @@ class RunCodec(LedgerConnection):
                 run[name] = bool(value)
             elif kind == "tags":
                 run[name] = json.loads(value)
-        actual = run["actual_prompt"]
-        run["prompt_rewritten"] = actual is not None and actual != run["prompt"]
+        run["prompt_rewritten"] = rewritten(run["prompt"], run["actual_prompt"],
+                                            run["prompt_extend"])
         for derived, start, end in (("queue_s", "submit_time", "scheduled_time"),
                                     ("run_s", "scheduled_time", "end_time")):
             both = run[start] is not None and run[end] is not None

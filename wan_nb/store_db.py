@@ -28,6 +28,29 @@ DEFAULT_ROOT = "wan_runs"
 DB_NAME = "ledger.sqlite3"
 VIDEOS_DIR = "videos"
 
+# What v5 derives for the rows of older ledgers, all made on the size protocol: resolution
+# and ratio from the size (reference §2's table as it stood), the usage's pixel size from the
+# W*H it named (video_ratio in the old shape, size in wan2.6's). Frozen with the migration;
+# also what a read-only older ledger shows for those columns (it cannot be migrated).
+_SIZES_V5 = (("832*480", "480P", "16:9"), ("480*832", "480P", "9:16"), ("624*624", "480P", "1:1"),
+             ("1280*720", "720P", "16:9"), ("720*1280", "720P", "9:16"),
+             ("960*960", "720P", "1:1"), ("1088*832", "720P", "4:3"),
+             ("832*1088", "720P", "3:4"), ("1920*1080", "1080P", "16:9"),
+             ("1080*1920", "1080P", "9:16"), ("1440*1440", "1080P", "1:1"),
+             ("1632*1248", "1080P", "4:3"), ("1248*1632", "1080P", "3:4"))
+_USAGE_SIZE_V5 = "COALESCE(usage_video_ratio, usage_size)"
+_NAMED_V5 = f"{_USAGE_SIZE_V5} GLOB '[0-9]*[*][0-9]*'"
+DERIVED_V5: dict[str, str] = {
+    "resolution": "CASE size " + " ".join(f"WHEN '{s}' THEN '{r}'" for s, r, _ in _SIZES_V5)
+                  + " END",
+    "ratio": "CASE size " + " ".join(f"WHEN '{s}' THEN '{a}'" for s, _, a in _SIZES_V5)
+             + " END",
+    "usage_width": f"CASE WHEN {_NAMED_V5} THEN CAST(substr({_USAGE_SIZE_V5}, 1, "
+                   f"instr({_USAGE_SIZE_V5}, '*') - 1) AS INTEGER) END",
+    "usage_height": f"CASE WHEN {_NAMED_V5} THEN CAST(substr({_USAGE_SIZE_V5}, "
+                    f"instr({_USAGE_SIZE_V5}, '*') + 1) AS INTEGER) END",
+}
+
 # Migrations are frozen text: once released, a step never changes; add a new one instead.
 # The list index + 1 is the schema version (PRAGMA user_version) the step leads to.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -67,6 +90,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # v4: reconciliation's sibling check reads the creates sent in a few minutes, not
         # every run without a task (cancelled, refused and failed creates pile up for ever)
         "CREATE INDEX runs_sent ON runs(sent_at)",
+    ),
+    (  # v5: the 2026 models' resolution + ratio protocol and their usage shape (issue 10);
+        # older rows get theirs from their size (DERIVED_V5)
+        "ALTER TABLE runs ADD COLUMN resolution TEXT",
+        "ALTER TABLE runs ADD COLUMN ratio TEXT",
+        "ALTER TABLE runs ADD COLUMN usage_ratio TEXT",
+        "ALTER TABLE runs ADD COLUMN usage_width INTEGER",
+        "ALTER TABLE runs ADD COLUMN usage_height INTEGER",
+        "UPDATE runs SET " + ", ".join(f"{c} = {e}" for c, e in DERIVED_V5.items()),
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

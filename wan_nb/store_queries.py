@@ -15,6 +15,7 @@ import pandas as pd
 from wan_nb.errors import ValidationError
 from wan_nb.statuses import FINAL_STATUSES, STATUSES
 from wan_nb.store_codec import RunCodec, allowed_text
+from wan_nb.store_db import DERIVED_V5
 from wan_nb.store_table import STORED, RunNotFound, typed_frame, utc_text
 
 
@@ -22,8 +23,10 @@ class RunQueries(RunCodec):
     """Reads of runs (a layer of the Store)."""
 
     def _select(self, where: str = "", params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        # an older ledger opened read-only lacks the newest columns: they read as empty
-        names = (c if c in self._columns else f"NULL AS {c}" for c in STORED)
+        # an older ledger opened read-only lacks the newest columns: they read as empty, or
+        # as the migration would have filled them in (DERIVED_V5: from the run's size)
+        names = (c if c in self._columns else f"{DERIVED_V5.get(c, 'NULL')} AS {c}"
+                 for c in STORED)
         sql = f"SELECT {', '.join(names)} FROM runs"
         # rowid breaks ties in insertion order (a batch shares one created_at)
         return self._read(f"{sql}{where} ORDER BY created_at, rowid", params)

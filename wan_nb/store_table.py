@@ -59,6 +59,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("prompt", "text"), ("negative_prompt", "text"), ("actual_prompt", "text"),
     ("prompt_rewritten", "derived"),
     ("model", "cat"), ("size", "text"), ("width", "int"), ("height", "int"), ("tier", "cat"),
+    ("resolution", "cat"), ("ratio", "cat"),
     ("duration", "int"), ("seed", "int"), ("prompt_extend", "bool"), ("watermark", "bool"),
     ("audio_mode", "cat"), ("audio_url", "text"), ("shot_type", "text"),
     ("status", "cat"), ("error_code", "text"), ("error_message", "text"), ("task_id", "text"),
@@ -68,7 +69,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("run_s", "derived"),
     ("usage_video_count", "int"), ("usage_video_duration", "float"),
     ("usage_video_ratio", "text"), ("usage_duration", "float"), ("usage_size", "text"),
-    ("usage_sr", "int"), ("usage_input_video_duration", "float"),
+    ("usage_sr", "int"), ("usage_ratio", "text"), ("usage_width", "int"),
+    ("usage_height", "int"), ("usage_input_video_duration", "float"),
     ("usage_output_video_duration", "float"), ("usage_json", "json"), ("cost_usd", "float"),
     ("video_url", "text"), ("video_url_expires_at", "time"), ("video_path", "path"),
     ("video_sha256", "text"), ("video_bytes", "int"), ("video_mtime_ns", "int"),
@@ -82,7 +84,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 KIND = dict(COLUMNS)
 STORED = tuple(c for c, k in COLUMNS if k != "derived")
-DERIVED = {"prompt_rewritten": "computed from prompt and actual_prompt",
+DERIVED = {"prompt_rewritten": "computed from prompt, actual_prompt and prompt_extend",
            "queue_s": "scheduled_time - submit_time", "run_s": "end_time - scheduled_time"}
 # Text uses the python-backed StringDtype on purpose: its comparisons give the same masked
 # ``boolean`` as Int64/boolean columns, so ``(df.seed == 1) & (df.variant == "a")`` works;
@@ -121,20 +123,30 @@ def typed_frame(raw: dict[str, Any]) -> pd.DataFrame:
             data[name] = pd.array(values, dtype=DTYPES[kind])
     index = pd.Index(pd.array(raw["run_id"], dtype=STRING), name="run_id")
     df = pd.DataFrame(data, index=index)
-    actual, prompt = df["actual_prompt"], df["prompt"]
-    df["prompt_rewritten"] = (actual.notna() & (actual != prompt)).fillna(False).astype("boolean")
+    df["prompt_rewritten"] = _rewritten(df["prompt"], df["actual_prompt"], df["prompt_extend"])
     df["queue_s"] = (df["scheduled_time"] - df["submit_time"]).dt.total_seconds().astype("Float64")
     df["run_s"] = (df["end_time"] - df["scheduled_time"]).dt.total_seconds().astype("Float64")
     return df[[name for name, _ in COLUMNS[1:]]]
 
 
+def _rewritten(prompt: pd.Series, actual: pd.Series, extend: pd.Series) -> pd.Series:
+    """Whether the service's rewrite changed the prompt: known where it disclosed its rewrite
+    (``actual_prompt``), False where it was asked not to rewrite (``prompt_extend`` off), and
+    missing otherwise: not finished yet, or a model that does not disclose it (wan2.6 and the
+    2026 models), which must not read as "the rewrite changed nothing"."""
+    differs = (actual != prompt).astype("boolean")  # missing where actual_prompt is
+    not_asked = (extend == False).fillna(False).astype(bool)  # noqa: E712 (a masked array)
+    return differs.mask(actual.isna() & not_asked, False)
+
+
 def _categorical(name: str, values: Any) -> pd.Categorical:
-    """Fixed categories for status and audio_mode; tiers in size order; others sorted."""
+    """Fixed categories for status and audio_mode; tiers (and resolutions) in size order;
+    others sorted."""
     strings = pd.array(values, dtype=STRING)
     present = sorted(pd.unique(strings.dropna()).tolist())
     if name in _FIXED_CATEGORIES:
         categories = list(_FIXED_CATEGORIES[name])
-    elif name == "tier":  # known tiers in size order, any others after them
+    elif name in ("tier", "resolution"):  # known tiers in size order, any others after them
         categories = list(TIERS) + [t for t in present if t not in TIERS]
     else:
         categories = present

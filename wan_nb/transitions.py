@@ -41,7 +41,7 @@ from typing import Any, Literal, Protocol
 
 from . import catalog
 from .errors import (AmbiguousCreateError, APIError, DownloadError, TaskExpired,
-                     ThrottledError, TransportError, WanError)
+                     ThrottledError, TransportError, ValidationError, WanError)
 from .statuses import ACTIVE_SERVICE, FINAL_STATUSES, SERVICE_STATUSES
 from .wire import TaskState, TaskSummary
 
@@ -221,9 +221,9 @@ def on_task_state(row: Row, state: TaskState, counters: Counters, now: dt.dateti
     if state.code or state.message:
         fields.update(error_code=state.code, error_message=state.message)
     if state.usage is not None:
-        fields.update(state.usage.columns(), usage_json=dict(state.usage.raw))
+        fields.update(state.usage.columns(row.get("model")), usage_json=dict(state.usage.raw))
         seconds = state.usage.seconds
-        price = catalog.price_per_second(row["model"], row.get("size") or "")
+        price = _price_per_second(row)
         if seconds is not None and price is not None:
             fields["cost_usd"] = round(price * seconds, 6)
     if state.video_url:
@@ -239,6 +239,18 @@ def on_task_state(row: Row, state: TaskState, counters: Counters, now: dt.dateti
     if status == "SUCCEEDED":
         return Decision(counters, status, write=fields, download=True, learn=True, skew=skew)
     return Decision(counters, status, write=fields, poll_on_schedule=True, skew=skew)
+
+
+def _price_per_second(row: Row) -> float | None:
+    """The run's price, by its resolution (either protocol; a row from before the ledger had
+    one, by its size), or None when none is known: the estimate recorded at submit stays."""
+    asked = row.get("resolution") or row.get("size")
+    if not asked:
+        return None
+    try:
+        return catalog.price_per_second(row["model"], asked)
+    except ValidationError:  # a model (or a size) this version no longer knows
+        return None
 
 
 def on_list_summary(row: Row, summary: TaskSummary, counters: Counters) -> Decision:

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from . import catalog
-from .errors import APIError, ThrottledError, error_class
+from .errors import APIError, ThrottledError, ValidationError, error_class
 from .statuses import FINAL_SERVICE_STATUSES
 
 
@@ -55,13 +55,86 @@ def url_expiry(url: str | None) -> dt.datetime | None:
         return None
 
 
+#: What the official SDK (2.0.2) adds to a usage object it renders: the classic
+#: ``VideoSynthesisUsage`` fills ``video_count=1``, ``video_duration=0`` and ``video_ratio=""``
+#: in for keys the service did not send; the v2 client's ``Usage`` model adds token counters
+#: at 0. The service never sends an empty ``video_ratio``, so that is the classic mark.
+_SDK_CLASSIC_FILLERS = (("video_ratio", ""), ("video_duration", 0))
+_SDK_V2_TOKENS = ("input_tokens", "output_tokens", "total_tokens")
+
+
+def service_usage(usage: Mapping[str, Any]) -> dict[str, Any]:
+    """The usage as the service sent it, from itself or from the official SDK's rendering
+    (``response.usage`` of ``VideoSynthesis.call``, or ``job.usage.model_dump()`` of the v2
+    client): the SDK's fillers are taken out, so they are never recorded as facts.
+
+    >>> service_usage({"video_count": 1, "video_duration": 0, "video_ratio": "",
+    ...                "duration": 5, "SR": 720, "ratio": "16:9"})
+    {'video_count': 1, 'duration': 5, 'SR': 720, 'ratio': '16:9'}
+    """
+    out = dict(usage)
+    if out.get("video_ratio") == "":
+        for key, filler in _SDK_CLASSIC_FILLERS:
+            if key in out and out[key] == filler:
+                del out[key]
+    if all(key in out and out[key] == 0 for key in _SDK_V2_TOKENS):
+        for key in _SDK_V2_TOKENS:
+            del out[key]
+    return out
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value
+
+
+def _whole(value: Any) -> int | None:
+    if isinstance(value, str):
+        return int(value) if value.isdigit() else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    return int(value)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _pair(size: str | None) -> tuple[int, int] | None:
+    w, sep, h = (size or "").partition("*")
+    return (int(w), int(h)) if sep and w.isdigit() and h.isdigit() else None
+
+
+def _catalog_pixels(model: str, resolution: str, ratio: str) -> tuple[int, int] | None:
+    """``catalog.pixels``, or None when the model (or its table) has no such size."""
+    try:
+        return catalog.pixels(model, resolution, ratio)
+    except ValidationError:
+        return None
+
+
 @dataclass(frozen=True)
 class Usage:
-    """Billing facts of a SUCCEEDED task, in either shape.
+    """Billing facts of a SUCCEEDED task, in any of its shapes.
 
-    Old shape (wan2.5 and older): ``video_count``, ``video_duration``, ``video_ratio``.
-    wan2.6 shape: ``duration``, ``size``, ``input_video_duration``, ``output_video_duration``,
-    ``video_count``, ``SR``. ``seconds`` and ``size`` unify the two.
+    - wan2.5 and older: ``video_count``, ``video_duration``, ``video_ratio`` (a ``W*H`` size,
+      despite its name).
+    - wan2.6: ``duration``, ``size``, ``input_video_duration``, ``output_video_duration``,
+      ``video_count``, ``SR``.
+    - the 2026 models (wan2.7, HappyHorse, Wan 3.0): as wan2.6 but ``ratio`` (``"16:9"``)
+      instead of ``size``; the pixel size follows from ``SR`` and ``ratio`` (:meth:`pixels`).
+
+    :meth:`parse` also takes the official SDK's rendering of any of them (see
+    :func:`service_usage`); ``raw`` is then the usage as the service sent it. ``seconds``,
+    ``size`` and :meth:`pixels` unify the shapes.
+
+    >>> u = Usage.parse({"duration": 10, "input_video_duration": 0,
+    ...                  "output_video_duration": 10, "video_count": 1, "ratio": "4:3", "SR": 720})
+    >>> u.seconds, u.resolution, u.pixels("wan2.7-t2v")
+    (10, '720P', (1104, 832))
     """
 
     raw: Mapping[str, Any]
@@ -73,16 +146,24 @@ class Usage:
     input_video_duration: float | None = None
     output_video_duration: float | None = None
     sr: int | None = None
+    ratio: str | None = None
 
     @classmethod
-    def parse(cls, raw: Mapping[str, Any] | None) -> "Usage | None":
-        if not raw:
+    def parse(cls, raw: Any) -> "Usage | None":
+        """A usage object (the service's JSON, or the SDK's rendering of it) → Usage, or None
+        when there is none. A value of the wrong type is left out, not trusted."""
+        if raw is not None and not isinstance(raw, Mapping) and hasattr(raw, "model_dump"):
+            raw = raw.model_dump()  # the SDK v2 client's pydantic Usage
+        if not raw or not isinstance(raw, Mapping):
             return None
-        return cls(raw=dict(raw), video_count=raw.get("video_count"),
-                   video_duration=raw.get("video_duration"), video_ratio=raw.get("video_ratio"),
-                   duration=raw.get("duration"), size_=raw.get("size"),
-                   input_video_duration=raw.get("input_video_duration"),
-                   output_video_duration=raw.get("output_video_duration"), sr=raw.get("SR"))
+        wire = service_usage(raw)
+        return cls(raw=wire, video_count=_whole(wire.get("video_count")),
+                   video_duration=_number(wire.get("video_duration")),
+                   video_ratio=_text(wire.get("video_ratio")),
+                   duration=_number(wire.get("duration")), size_=_text(wire.get("size")),
+                   input_video_duration=_number(wire.get("input_video_duration")),
+                   output_video_duration=_number(wire.get("output_video_duration")),
+                   sr=_whole(wire.get("SR")), ratio=_text(wire.get("ratio")))
 
     @property
     def seconds(self) -> float | None:
@@ -94,14 +175,33 @@ class Usage:
 
     @property
     def size(self) -> str | None:
+        """The ``W*H`` size the usage names (old shapes only; see :meth:`pixels`)."""
         return self.video_ratio or self.size_
 
-    def columns(self) -> dict[str, Any]:
-        """The store's ``usage_*`` columns."""
+    @property
+    def resolution(self) -> str | None:
+        """``SR`` as a resolution name (720 → ``"720P"``)."""
+        return None if self.sr is None else f"{self.sr}P"
+
+    def pixels(self, model: str | None) -> tuple[int, int] | None:
+        """(width, height) of the video the usage reports: its ``W*H`` size, or for the 2026
+        shape ``catalog.pixels(model, SR, ratio)``; None when it cannot be told."""
+        named = _pair(self.size)
+        if named is not None:
+            return named
+        if model and self.resolution and self.ratio:
+            return _catalog_pixels(model, self.resolution, self.ratio)
+        return None
+
+    def columns(self, model: str | None = None) -> dict[str, Any]:
+        """The store's ``usage_*`` columns (``usage_width``/``usage_height`` from
+        :meth:`pixels`, which needs the run's model for the 2026 shape)."""
+        width, height = self.pixels(model) or (None, None)
         return {"usage_video_count": self.video_count,
                 "usage_video_duration": self.video_duration,
                 "usage_video_ratio": self.video_ratio, "usage_duration": self.duration,
-                "usage_size": self.size_, "usage_sr": self.sr,
+                "usage_size": self.size_, "usage_sr": self.sr, "usage_ratio": self.ratio,
+                "usage_width": width, "usage_height": height,
                 "usage_input_video_duration": self.input_video_duration,
                 "usage_output_video_duration": self.output_video_duration}
 
