@@ -9,9 +9,12 @@ in its own process on 127.0.0.1, like the service; every video is downloaded and
 
 from __future__ import annotations
 
+import http.server
+import json
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,6 +69,51 @@ def classic(cli: str) -> Iterator[str]:
         yield cli
     finally:
         dashscope.base_http_api_url = old
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Forwards every request to the emulator and keeps the JSON bodies of creates: what the
+    SDK really sends, seen on the wire."""
+
+    target = ""
+    bodies: list[dict[str, Any]] = []
+
+    def _forward(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+        if self.command == "POST" and "video-synthesis" in self.path:
+            self.bodies.append(json.loads(raw))
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() not in ("host", "content-length", "connection")}
+        r = httpx.request(self.command, self.target + self.path, content=raw, headers=headers,
+                          timeout=30)
+        self.send_response(r.status_code)
+        for k, v in r.headers.items():
+            if k.lower() not in ("content-length", "transfer-encoding", "connection",
+                                 "content-encoding", "date", "server"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(r.content)))
+        self.end_headers()
+        self.wfile.write(r.content)
+
+    do_GET = do_POST = _forward
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def wire(cli: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """(base URL of a recording proxy in front of the CLI, the create bodies it saw)."""
+    handler = type("Recorder", (_Recorder,), {"target": cli, "bodies": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler.bodies
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 def fetched(url: str, dest: Path) -> dict[str, Any]:
@@ -149,3 +197,29 @@ def test_v2_client_jobs_create(cli: str, tmp_path: Path, model: str, params: dic
     info = fetched(done.video_url, tmp_path / "v2.mp4")
     assert (info["width"], info["height"], info["has_audio"]) == (w, h, sound)
     assert info["duration"] == pytest.approx(seconds, abs=0.1)
+
+
+def test_the_two_bodies_on_the_wire_are_both_accepted(wire: tuple[str, list[dict[str, Any]]]
+                                                      ) -> None:
+    """§7.2: the classic call adds input.extend_prompt and input.function; the v2 client sends
+    a clean body. The emulator takes both and makes the same task of them."""
+    base, bodies = wire
+    old = dashscope.base_http_api_url
+    dashscope.base_http_api_url = f"{base}/api/v1"
+    try:
+        a = VideoSynthesis.async_call(api_key=KEY, model="wan2.7-t2v", prompt="a fox",
+                                      resolution="720P", ratio="4:3", duration=2, seed=9)
+    finally:
+        dashscope.base_http_api_url = old
+    with dashscope.Client(api_key=KEY, base_url=f"{base}/api/v1") as client:
+        b = client.videos.jobs.create(model="wan2.7-t2v", prompt="a fox", resolution="720P",
+                                      ratio="4:3", duration=2, seed=9)
+    assert a.status_code == 200 and a.output.task_status == "PENDING", a
+    assert b.status == "PENDING"
+    classic, clean = bodies
+    assert classic["input"] == {"prompt": "a fox", "extend_prompt": True,
+                                "function": "video-synthesis"}
+    assert clean == {"model": "wan2.7-t2v", "input": {"prompt": "a fox"},
+                     "parameters": {"seed": 9, "duration": 2, "resolution": "720P",
+                                    "ratio": "4:3"}}
+    assert {k: classic["parameters"][k] for k in clean["parameters"]} == clean["parameters"]
