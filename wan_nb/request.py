@@ -55,9 +55,11 @@ _RESOLUTION_FIELDS = ("prompt", "negative_prompt", "model", "resolution", "ratio
                       "seed", "prompt_extend", "watermark", "audio", "audio_url")
 #: the parameter names a request takes (for callers that check names themselves)
 PARAMETERS: tuple[str, ...] = (*_FIELDS, "resolution", "ratio")
-#: the positional order of the constructor (the dataclass field order)
-_ORDER = ("prompt", "model", "negative_prompt", "size", "duration", "seed", "prompt_extend",
-          "watermark", "audio", "audio_url", "shot_type", "resolution", "ratio")
+#: the positional order of the constructor; resolution and ratio are keyword-only
+_POSITIONAL = ("prompt", "model", "negative_prompt", "size", "duration", "seed", "prompt_extend",
+               "watermark", "audio", "audio_url", "shot_type")
+#: every field (the dataclass field order)
+_ORDER = (*_POSITIONAL, "resolution", "ratio")
 #: the extra key a stored ``request_json`` carries for a local audio file (not a parameter)
 _STORED_SHA = "audio_sha256"
 
@@ -127,8 +129,8 @@ class GenerationRequest:
                  duration: int | None = None, seed: int | None = None,
                  prompt_extend: bool | None = None, watermark: bool | None = None,
                  audio: str | None = None, audio_url: str | None = None,
-                 shot_type: str | None = None, resolution: str | None = None,
-                 ratio: str | None = None, *extra: Any, **unknown: Any) -> None:
+                 shot_type: str | None = None, *extra: Any, resolution: str | None = None,
+                 ratio: str | None = None, **unknown: Any) -> None:
         values = dict(zip(_ORDER, (prompt, model, negative_prompt, size, duration, seed,
                                    prompt_extend, watermark, audio, audio_url, shot_type,
                                    resolution, ratio), strict=True))
@@ -466,9 +468,9 @@ def _call_errors(extra: tuple[Any, ...], unknown: Mapping[str, Any]) -> list[tup
     """Problems with how the request was called: unknown keywords, too many positionals."""
     errors = [(name, unknown_parameter(name)) for name in sorted(unknown)]
     if extra:
-        errors.append(("request", f"GenerationRequest takes at most {len(_ORDER)} values by "
-                                  f"position ({', '.join(_ORDER)}); got {len(_ORDER) + len(extra)}"
-                                  "; pass the others by name"))
+        errors.append(("request", f"GenerationRequest takes at most {len(_POSITIONAL)} values "
+                                  f"by position ({', '.join(_POSITIONAL)}); got "
+                                  f"{len(_POSITIONAL) + len(extra)}; pass the others by name"))
     return errors
 
 
