@@ -379,3 +379,12 @@ def test_a_stored_resolution_request_reads_back_with_its_pinned_fingerprint():
     r = GenerationRequest.from_params(stored, stored=True)
     assert r.fingerprint == "86f29b5f58489c4111b67012d9ab1a0392daf02183f8db374ba4d43541f48e65"
     assert r.stored_json() == stored and (r.width, r.height) == (1104, 832)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_pixel_sizes_list_each_picture_once(spec):
+    sizes = spec.pixel_sizes
+    assert len(sizes) == len(set(sizes))
+    assert set(sizes) == {f"{w}*{h}" for by in spec.table.values() for w, h in by.values()}
+    if spec.protocol == "size":
+        assert sizes == spec.sizes

@@ -199,10 +199,8 @@ class ModelSpec:
     @property
     def pixel_sizes(self) -> tuple[str, ...]:
         """Every picture the model makes, as ``W*H`` (for both protocols; no repeats)."""
-        out: list[str] = []
-        for by_ratio in self.table.values():
-            out += [f"{w}*{h}" for w, h in by_ratio.values() if f"{w}*{h}" not in out]
-        return tuple(out)
+        return tuple(dict.fromkeys(f"{w}*{h}" for by_ratio in self.table.values()
+                                   for w, h in by_ratio.values()))
 
     @property
     def audio_modes(self) -> tuple[str, ...]:
