@@ -388,3 +388,15 @@ def test_pixel_sizes_list_each_picture_once(spec):
     assert set(sizes) == {f"{w}*{h}" for by in spec.table.values() for w, h in by.values()}
     if spec.protocol == "size":
         assert sizes == spec.sizes
+
+
+def test_regions():
+    catalog.check_region("wan2.6-t2v-us", "virginia")
+    catalog.check_region("happyhorse-1.0-t2v", "virginia")
+    catalog.check_region("wan2.7-t2v", None)
+    with pytest.raises(ValidationError, match="offered in virginia, not singapore"):
+        catalog.check_region("wan2.6-t2v-us", "singapore")
+    with pytest.raises(ValidationError, match="offered in singapore, beijing, not virginia"):
+        catalog.check_region("wan3.0-video", "virginia")
+    with pytest.raises(ValidationError, match="region 'mars' is unknown"):
+        catalog.models_in("mars")

@@ -327,6 +327,19 @@ def models_in(region: str) -> tuple[str, ...]:
     return tuple(m.name for m in MODELS.values() if region in m.regions)
 
 
+def check_region(model: str, region: str | None) -> None:
+    """:class:`ValidationError` when ``model`` is not offered in ``region`` (None: not known,
+    nothing checked), naming where it is and what the region offers instead:
+    ``check_region("wan2.6-t2v-us", "singapore")`` says "wan2.6-t2v-us is offered in virginia,
+    not singapore; singapore offers wan2.7-t2v, …"."""
+    spec = get_model(model)
+    if region is None or region in spec.regions:
+        return
+    raise ValidationError([("model", f"{spec.name} is offered in {', '.join(spec.regions)}, "
+                                     f"not {region}; {region} offers "
+                                     f"{', '.join(models_in(region))}")])
+
+
 def wire_model_name(name: str, region: str | None) -> str:
     """The spelling to send: Beijing uses ``wanx2.1-…`` for the 2.1 models."""
     spec = get_model(name)
