@@ -202,3 +202,53 @@ def test_a_job_whose_create_made_nothing_is_sent_again_once_the_list_shows_none(
         assert front.creates == 2 and accepted(app) == 1
     finally:
         client.close()
+
+
+# -- the emulator's own fault injection and content inspection, now that it knows the codes ----
+
+def emulator_session(tmp_path, **app_kw):
+    app = create_app(api_keys=(KEY,), data_dir=tmp_path / "emu", **app_kw)
+    client = Client(KEY, base_url="http://emulator.test/api/v1",
+                    transport=httpx.ASGITransport(app=app), store=tmp_path / "store",
+                    policy=PollPolicy(reconcile_after=0.3, reconcile_give_up=30.0))
+    return client, app
+
+
+@pytest.mark.parametrize("code, phase", [
+    ("ServiceOverloaded", "before"),  # one 429 is enough here: the scripted tests do each
+    ("InternalError.DataInspection", "after"),  # the task is made, the answer is a 500
+    ("InternalError.DataInspection", "before"),
+])
+def test_a_sweep_under_injected_faults_makes_every_video_once(tmp_path, code, phase):
+    from wan_nb.emulator.faults import FaultConfig
+
+    faults = FaultConfig(seed=4, error_rates={"create": {code: 0.5}}, create_fault_phase=phase)
+    client, app = emulator_session(tmp_path, faults=faults)
+    try:
+        jobs = [client.submit("a sweep under faults", seed=s, **SMALL) for s in range(4)]
+        for job in jobs:
+            job.result(timeout=180)
+        assert all(job.ok for job in jobs)
+        stats = app.state.emulator.stats()
+        status = NEW_CODES[code][0]
+        assert sum(n for k, n in stats["faults"].items()
+                   if k.startswith(f"create:error:{status}:")) > 0  # they did happen
+        assert stats["creates"]["accepted"] == 4  # never paid twice
+        engine = app.state.engine
+        assert sorted(engine.tasks[j.task_id].params["seed"] for j in jobs) == [0, 1, 2, 3]
+    finally:
+        client.close()
+
+
+def test_the_emulators_content_inspection_code_rejects_the_job(tmp_path):
+    client, app = emulator_session(
+        tmp_path, blocked_terms={"forbidden lantern": "InvalidParameter.DataInspection"})
+    try:
+        job = client.submit("a forbidden lantern", seed=1, **SMALL)
+        job.result(timeout=60, raise_on_error=False)
+        assert job.status == "REJECTED" and job.task_id is None
+        assert job.error_code == "InvalidParameter.DataInspection"
+        assert job.error_message == ERROR_CODES["InvalidParameter.DataInspection"][2]
+        assert app.state.emulator.stats()["creates"]["accepted"] == 0
+    finally:
+        client.close()

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from . import catalog, transitions
+from . import transitions
 from ._version import __version__
 from .errors import ValidationError, WanError
 from .jobs import Job, RunState, _utcnow
@@ -44,20 +44,6 @@ class Track:
     not_before: float = 0.0  # no create (or reconcile pass) before this monotonic time
     starting: bool = False  # a create was started, before the record says SUBMITTING
     cancelling: bool = False  # a cancel request is on its way
-
-
-def _resolution_ratio(r: GenerationRequest) -> dict[str, str | None]:
-    """The request's resolution and ratio.
-
-    TEMPORARY (issue 10): until GenerationRequest carries ``resolution`` and ``ratio`` (item 2,
-    being added), they are read when present and otherwise derived from its size."""
-    resolution, ratio = getattr(r, "resolution", None), getattr(r, "ratio", None)
-    if resolution is None and r.size:
-        try:
-            resolution, ratio = catalog.resolution_ratio(r.model, r.size)
-        except ValidationError:
-            pass
-    return {"resolution": resolution, "ratio": ratio}
 
 
 class RunBook:
@@ -89,7 +75,7 @@ class RunBook:
             "experiment": experiment, "variant": variant, "tags": check_tags(tags),
             "model": r.model, "prompt": r.prompt, "negative_prompt": r.negative_prompt,
             "size": r.size, "width": r.width, "height": r.height, "tier": r.tier,
-            **_resolution_ratio(r),
+            "resolution": r.resolution, "ratio": r.ratio,
             "duration": r.duration, "seed": r.seed, "prompt_extend": r.prompt_extend,
             "watermark": r.watermark, "audio_mode": r.audio, "audio_url": r.audio_url,
             "shot_type": r.shot_type, "fingerprint": r.fingerprint,
