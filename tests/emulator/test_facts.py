@@ -137,9 +137,11 @@ def test_model_facts_agree_with_the_catalog(name: str) -> None:
 def test_constants_agree_with_the_catalog() -> None:
     assert facts.SIZES == catalog.SIZES
     assert (facts.NEGATIVE_PROMPT_MAX, facts.SEED_MIN, facts.SEED_MAX, facts.FPS,
-            facts.AUDIO_MAX_BYTES, facts.QUERY_RATE_PER_S) == (
+            facts.AUDIO_MAX_BYTES, facts.QUERY_RATE_PER_S, facts.AUDIO_MIN_S,
+            facts.AUDIO_MAX_S) == (
         catalog.NEGATIVE_PROMPT_MAX, catalog.SEED_MIN, catalog.SEED_MAX, catalog.FPS,
-        catalog.AUDIO_MAX_BYTES, catalog.QUERY_RATE_PER_S)
+        catalog.AUDIO_MAX_BYTES, catalog.QUERY_RATE_PER_S, catalog.AUDIO_MIN_S,
+        catalog.AUDIO_MAX_S)
     assert facts.TASK_TTL_S == catalog.TASK_TTL.total_seconds()
     assert facts.SERVICE_TZ == catalog.SERVICE_TZ
     assert (facts.CREATE_PATH, facts.TASKS_PATH, facts.UPLOAD_POLICY_PATH) == (

@@ -19,7 +19,7 @@ import pytest
 
 from wan_nb.emulator import FaultConfig
 
-from .conftest import AUTH, ffmpeg_probe
+from .conftest import AUTH, ffmpeg_probe, make_audio
 from .test_params import accepted, raw, send
 
 pytestmark = pytest.mark.anyio
@@ -385,3 +385,30 @@ async def test_longest_wan3_video_renders_in_sane_time(emu_factory: Any, tmp_pat
         assert info["duration"] == pytest.approx(30, abs=0.1)
         assert took < 120, f"rendering 30 s of 2520x1080 took {took:.1f} s"
 
+
+@pytest.mark.parametrize("model,seconds,ok", [
+    (W27, 2.0, True), (W27, 1.5, False), (W27, 31.0, False),
+    ("wan2.5-t2v-preview", 3.0, True), ("wan2.5-t2v-preview", 2.5, False),
+])
+async def test_audio_url_length_limits(emu_factory: Any, audio_dir: Path, audio_server: str,
+                                       model: str, seconds: float, ok: bool) -> None:
+    """§2.2 and §7.1: an audio_url file of 3-30 s (2-30 s on wan2.7); checked when the task
+    runs, so a file out of range ends the task FAILED with InvalidParameter."""
+    name = f"len-{seconds:g}.wav"
+    if not (audio_dir / name).exists():
+        make_audio(audio_dir / name, seconds)
+    params = ({"resolution": "720P", "ratio": "1:1", "duration": 2} if model == W27
+              else {"size": "624*624", "duration": 5})
+    async with emu_factory(render=True, speed=0.0) as emu:
+        r = await send(emu, raw(model=model, inp={"audio_url": f"{audio_server}/{name}"},
+                                **params))
+        task_id = r.json()["output"]["task_id"]
+        await emu.status(task_id)
+        await emu.settle_renders(120)
+        out = (await emu.query(task_id))["output"]
+        if ok:
+            assert out["task_status"] == "SUCCEEDED", out
+        else:
+            lo = 2 if model == W27 else 3
+            assert (out["task_status"], out["code"]) == ("FAILED", "InvalidParameter")
+            assert f"is {seconds:.2f} s long; {model} takes {lo} to 30 s" in out["message"]

@@ -60,6 +60,8 @@ QUERY_RATE_PER_S = 20
 SERVICE_TZ = _dt.timezone(_dt.timedelta(hours=8))
 #: the largest input audio file
 AUDIO_MAX_BYTES = 15 * 1024 * 1024
+#: how long an input audio file may be (§2.2; wan2.7 takes 2 s: ServiceModel.audio_min_s)
+AUDIO_MIN_S, AUDIO_MAX_S = 3.0, 30.0
 
 #: ``size`` values by tier and aspect (reference §2.1)
 SIZES: dict[str, dict[str, str]] = {
@@ -119,6 +121,7 @@ class ServiceModel:
     fps: int = FPS
     ratios: tuple[str, ...] = ()  # () = every ratio of its tiers in the table
     custom_audio: bool = False  # input.audio_url
+    audio_min_s: float = AUDIO_MIN_S  # the shortest audio_url file
     audio_switch: AudioSwitch = "none"
     negative_prompt: bool = True  # input.negative_prompt taken
     prompt_max_cjk: int | None = None  # a prompt with CJK characters is cut here instead
@@ -174,7 +177,8 @@ def _wan27(name: str, per_s: int) -> ServiceModel:
                         tuple(range(2, 16)), 5, 5000, audio=True, multi_shot=False,
                         returns_actual_prompt=False, usage_shape="v3",
                         submissions_per_s=per_s, concurrency=per_s, regions=_OLD,
-                        ratios=FIVE_RATIOS, custom_audio=True, audio_switch="passthrough")
+                        ratios=FIVE_RATIOS, custom_audio=True, audio_switch="passthrough",
+                        audio_min_s=2.0)
 
 
 def _wan30(name: str) -> ServiceModel:

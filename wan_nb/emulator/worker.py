@@ -5,17 +5,20 @@ Audio, like the service: wan2.2/2.1 and HappyHorse are silent; ``audio: false`` 
 (not on wan2.7, which does not document it); ``audio: true`` (or absent) on wan2.5/2.6/2.7 and
 Wan 3.0 gets generated sound; ``audio_url`` is fetched (http(s) through httpx,
 or an ``oss://`` upload stored locally) and used as is (the renderer trims or pads it). An
-audio file that cannot be fetched, is larger than 15 MB or is neither wav nor mp3 (checked by
-its leading bytes) makes the task end FAILED with ``InvalidParameter`` (**decision**: the
-service fetches the audio while processing, so the failure arrives with the task, not at
-create).
+audio file that cannot be fetched, is larger than 15 MB, is neither wav nor mp3 (checked by
+its leading bytes) or lasts less than the model takes (3 s; 2 s on wan2.7) or more than 30 s
+(as ffmpeg reads it, 0.1 s of slack) makes the task end FAILED with ``InvalidParameter``
+(**decision**: the service fetches the audio while processing, so the failure arrives with the
+task, not at create).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,20 @@ def audio_kind(head: bytes) -> str | None:
     if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
         return "mp3"
     return None
+
+
+#: ffmpeg's reading of an MP3's length can be off by a frame or two either way
+AUDIO_SLACK_S = 0.1
+
+
+def audio_seconds(path: Path) -> float | None:
+    """The length of an audio file as ffmpeg reads it (None if it says nothing)."""
+    from .render import ffmpeg_exe
+
+    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True,
+                         text=True, timeout=30).stderr
+    m = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", out)
+    return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3]) if m else None
 
 
 class RenderWorker:
@@ -171,6 +188,11 @@ class RenderWorker:
             raise AudioFailure(f"The audio_url {p.get('audio_url')} is not a wav or mp3 file.")
         if path.stat().st_size > facts.AUDIO_MAX_BYTES:
             raise AudioFailure(f"The audio file {p.get('audio_url')} is larger than 15 MB.")
+        seconds = await asyncio.to_thread(audio_seconds, path)
+        lo, hi = t.spec.audio_min_s, facts.AUDIO_MAX_S
+        if seconds is not None and not lo - AUDIO_SLACK_S <= seconds <= hi + AUDIO_SLACK_S:
+            raise AudioFailure(f"The audio file {p.get('audio_url')} is {seconds:.2f} s long; "
+                               f"{t.model} takes {lo:g} to {hi:g} s of audio.")
         if path.parent == self.audio_dir:
             final = path.with_suffix("." + kind)
             shutil.move(path, final)
