@@ -202,3 +202,11 @@ def test_from_wire_tolerates_sdk_fields():
                  "parameters": {"audio": "yes"}}):
         with pytest.raises(ValidationError):
             GenerationRequest.from_wire(bad)
+
+
+@pytest.mark.parametrize(("model", "audio"), [(m.name, a) for m in catalog.MODELS.values()
+                                               for a in m.audio_modes])
+def test_from_wire_reads_back_every_models_body(model, audio):
+    kw = {"audio_url": "https://example.invalid/a.mp3"} if audio == "custom" else {"audio": audio}
+    r = GenerationRequest("a kite", model=model, seed=4, **kw)
+    assert GenerationRequest.from_wire(r.wire_body()) == r
