@@ -209,28 +209,43 @@ def test_a_run_whose_price_cannot_be_told_keeps_its_estimate():
     assert d.write["usage_width"] is None
 
 
-def test_a_wan26_run_on_the_emulator_reads_back_as_not_disclosed(tmp_path):
-    """End to end, in-process: the model that does not disclose its rewrite is recorded with
-    no actual_prompt and prompt_rewritten missing, beside one that does."""
+def test_runs_on_the_emulator_read_back_with_their_rewrite_disclosed_or_not(tmp_path):
+    """End to end, in-process: the models that do not disclose their rewrite are recorded with
+    no actual_prompt and prompt_rewritten missing, beside one that does; the 2026 usage gives
+    the video's pixels and its cost by resolution."""
     app = create_app(api_keys=(KEY,), data_dir=tmp_path / "emu")
     client = Client(KEY, base_url="http://emulator.test/api/v1",
                     transport=httpx.ASGITransport(app=app), store=tmp_path / "store")
+    prompt = "a lantern in the fog"
     try:
-        hidden = client.submit("a lantern in the fog", model="wan2.6-t2v", size="1280*720",
-                               duration=2, seed=3)
-        shown = client.submit("a lantern in the fog", model="wan2.5-t2v-preview",
-                              size="832*480", duration=5, seed=3)
-        hidden.result(timeout=120)
-        shown.result(timeout=120)
-        assert hidden.actual_prompt is None and shown.actual_prompt
-        df = client.to_dataframe()
-        assert df.loc[hidden.run_id, "prompt_rewritten"] is pd.NA
-        assert df.loc[shown.run_id, "prompt_rewritten"] is not pd.NA  # disclosed: known
-        assert df.loc[hidden.run_id, ["resolution", "ratio"]].tolist() == ["720P", "16:9"]
-        assert df.loc[shown.run_id, ["resolution", "ratio"]].tolist() == ["480P", "16:9"]
-        assert df.loc[hidden.run_id, ["usage_width", "usage_height"]].tolist() == [1280, 720]
-        assert df.loc[hidden.run_id, "cost_usd"] == pytest.approx(0.2)
-        assert hidden.resolution == "720P" and hidden.ratio == "16:9"
+        jobs = {
+            "wan2.7": client.submit(prompt, model="wan2.7-t2v", resolution="720P",
+                                    ratio="4:3", duration=2, seed=3),
+            "happyhorse": client.submit(prompt, model="happyhorse-1.0-t2v",
+                                        resolution="720P", ratio="9:16", duration=3, seed=3),
+            "wan2.6": client.submit(prompt, model="wan2.6-t2v", size="1280*720", duration=2,
+                                    seed=3),
+            "wan2.5": client.submit(prompt, model="wan2.5-t2v-preview", size="832*480",
+                                    duration=5, seed=3),
+        }
+        for job in jobs.values():
+            job.result(timeout=120)
+        df = client.to_dataframe().loc[[j.run_id for j in jobs.values()]]
+        df.index = pd.Index(list(jobs))
+        assert df["actual_prompt"].isna().tolist() == [True, True, True, False]
+        assert df["prompt_rewritten"].isna().tolist() == [True, True, True, False]
+        assert df["resolution"].tolist() == ["720P", "720P", "720P", "480P"]
+        assert df["ratio"].tolist() == ["4:3", "9:16", "16:9", "16:9"]
+        assert df["usage_ratio"].tolist() == ["4:3", "9:16", pd.NA, pd.NA]
+        assert list(zip(df["usage_width"], df["usage_height"], strict=True)) == [
+            (1104, 832), (720, 1280), (1280, 720), (832, 480)]
+        assert list(zip(df["usage_width"], df["usage_height"], strict=True)) == list(
+            zip(df["width"], df["height"], strict=True))  # the service made what was asked
+        assert df["cost_usd"].tolist() == pytest.approx([0.2, 0.3, 0.2, 0.25])
+        hh = jobs["happyhorse"]
+        assert (hh.resolution, hh.ratio, hh.usage_sr, hh.usage_ratio) == (
+            "720P", "9:16", 720, "9:16")
+        assert client.store.get_run(hh.run_id)["prompt_rewritten"] is None
     finally:
         client.close()
 

@@ -219,11 +219,16 @@ def test_prompt_rewritten_is_derived(store):
     hidden = store.insert_run(prompt="a cat", prompt_extend=True, status="SUCCEEDED",
                               model="wan2.6-t2v")
     off = store.insert_run(prompt="a cat", prompt_extend=False, status="SUCCEEDED")
-    runs = (same, other, none, hidden, off)
+    # HappyHorse has no rewrite switch (recorded prompt_extend False): whether it rewrites
+    # is not disclosed
+    no_switch = store.insert_run(prompt="a cat", prompt_extend=False, status="SUCCEEDED",
+                                 model="happyhorse-1.0-t2v")
+    runs = (same, other, none, hidden, off, no_switch)
     df = store.to_dataframe()
-    assert df.loc[list(runs), "prompt_rewritten"].tolist() == [False, True, pd.NA, pd.NA, False]
+    assert df.loc[list(runs), "prompt_rewritten"].tolist() == [
+        False, True, pd.NA, pd.NA, False, pd.NA]
     assert [store.get_run(r)["prompt_rewritten"] for r in runs] == [
-        False, True, None, None, False]
+        False, True, None, None, False, None]
 
 
 def test_empty_text_is_stored_as_missing(store):

@@ -23,7 +23,8 @@ import pandas as pd
 from wan_nb.errors import ValidationError
 from wan_nb.statuses import STATUSES
 from wan_nb.store_db import LedgerConnection
-from wan_nb.store_table import AUDIO_MODES, COLUMNS, DERIVED, KIND, STORED, utc_text
+from wan_nb.store_table import (AUDIO_MODES, COLUMNS, DERIVED, KIND, STORED, rewritten,
+                                utc_text)
 
 INSERTABLE = tuple(c for c in STORED if c != "updated_at")
 UPDATABLE = tuple(c for c in STORED if c not in ("run_id", "created_at", "updated_at"))
@@ -36,13 +37,6 @@ def new_run_id(created: datetime) -> str:
 
 def allowed_text(names: Sequence[str]) -> str:
     return ", ".join(names)
-
-
-def rewritten(prompt: str | None, actual: str | None, extend: bool | None) -> bool | None:
-    """``prompt_rewritten`` of one run (as in the DataFrame): None when not disclosed."""
-    if actual is not None:
-        return actual != prompt
-    return False if extend is False else None
 
 
 
@@ -157,7 +151,7 @@ class RunCodec(LedgerConnection):
             elif kind == "tags":
                 run[name] = json.loads(value)
         run["prompt_rewritten"] = rewritten(run["prompt"], run["actual_prompt"],
-                                            run["prompt_extend"])
+                                            run["prompt_extend"], run["model"])
         for derived, start, end in (("queue_s", "submit_time", "scheduled_time"),
                                     ("run_s", "scheduled_time", "end_time")):
             both = run[start] is not None and run[end] is not None

@@ -15,9 +15,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from wan_nb._version import __version__
+from wan_nb import catalog
 from wan_nb.errors import ValidationError, WanError
 from wan_nb.statuses import STATUSES
 
@@ -84,7 +86,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 KIND = dict(COLUMNS)
 STORED = tuple(c for c, k in COLUMNS if k != "derived")
-DERIVED = {"prompt_rewritten": "computed from prompt, actual_prompt and prompt_extend",
+DERIVED = {"prompt_rewritten": "computed from prompt, actual_prompt, prompt_extend and model",
            "queue_s": "scheduled_time - submit_time", "run_s": "end_time - scheduled_time"}
 # Text uses the python-backed StringDtype on purpose: its comparisons give the same masked
 # ``boolean`` as Int64/boolean columns, so ``(df.seed == 1) & (df.variant == "a")`` works;
@@ -123,20 +125,43 @@ def typed_frame(raw: dict[str, Any]) -> pd.DataFrame:
             data[name] = pd.array(values, dtype=DTYPES[kind])
     index = pd.Index(pd.array(raw["run_id"], dtype=STRING), name="run_id")
     df = pd.DataFrame(data, index=index)
-    df["prompt_rewritten"] = _rewritten(df["prompt"], df["actual_prompt"], df["prompt_extend"])
+    df["prompt_rewritten"] = _rewritten(df["prompt"], df["actual_prompt"], df["prompt_extend"],
+                                        df["model"])
     df["queue_s"] = (df["scheduled_time"] - df["submit_time"]).dt.total_seconds().astype("Float64")
     df["run_s"] = (df["end_time"] - df["scheduled_time"]).dt.total_seconds().astype("Float64")
     return df[[name for name, _ in COLUMNS[1:]]]
 
 
-def _rewritten(prompt: pd.Series, actual: pd.Series, extend: pd.Series) -> pd.Series:
+def offers_rewrite_switch(model: str | None) -> bool:
+    """Whether ``prompt_extend`` turns the service's rewrite off on ``model`` (a model this
+    version does not know: True, as on every model older than the 2026 ones)."""
+    try:
+        return catalog.get_model(model).prompt_extend if model else True
+    except ValidationError:
+        return True
+
+
+def rewritten(prompt: str | None, actual: str | None, extend: bool | None,
+              model: str | None) -> bool | None:
     """Whether the service's rewrite changed the prompt: known where it disclosed its rewrite
-    (``actual_prompt``), False where it was asked not to rewrite (``prompt_extend`` off), and
-    missing otherwise: not finished yet, or a model that does not disclose it (wan2.6 and the
-    2026 models), which must not read as "the rewrite changed nothing"."""
+    (``actual_prompt``), False where the rewrite was turned off (``prompt_extend`` False on a
+    model that has the switch), and None otherwise: not finished yet, or a model that does not
+    disclose it (wan2.6, wan2.7, HappyHorse, which has no switch at all), which must not read as
+    "the rewrite changed nothing"."""
+    if actual is not None:
+        return actual != prompt
+    return False if extend is False and offers_rewrite_switch(model) else None
+
+
+def _rewritten(prompt: pd.Series, actual: pd.Series, extend: pd.Series,
+               model: pd.Series) -> pd.Series:
+    """:func:`rewritten` over a frame (one catalog look-up per model, not per row)."""
     differs = (actual != prompt).astype("boolean")  # missing where actual_prompt is
-    not_asked = (extend == False).fillna(False).astype(bool)  # noqa: E712 (a masked array)
-    return differs.mask(actual.isna() & not_asked, False)
+    # code -1 (no model) takes the last entry: True
+    switch = [offers_rewrite_switch(m) for m in model.cat.categories] + [True]
+    has_switch = np.array(switch, dtype=bool)[model.cat.codes.to_numpy()]
+    turned_off = (extend == False).fillna(False).astype(bool)  # noqa: E712 (a masked array)
+    return differs.mask(actual.isna() & turned_off & has_switch, False)
 
 
 def _categorical(name: str, values: Any) -> pd.Categorical:
