@@ -19,6 +19,7 @@ import pytest
 from tests.test_store import EXPECTED_DTYPES, V1_SQL
 from tests.test_store_robustness import CAN_DROP_PRIVILEGES, lock_down, unprivileged
 from wan_nb import catalog
+from wan_nb.analysis import prompt_diff, summary
 from wan_nb.emulator.app import create_app
 from wan_nb.schedule import PollPolicy
 from wan_nb.session import Client
@@ -246,6 +247,12 @@ def test_runs_on_the_emulator_read_back_with_their_rewrite_disclosed_or_not(tmp_
         assert (hh.resolution, hh.ratio, hh.usage_sr, hh.usage_ratio) == (
             "720P", "9:16", 720, "9:16")
         assert client.store.get_run(hh.run_id)["prompt_rewritten"] is None
+        # the models compare row by row, by resolution and ratio, whatever their protocol
+        table = summary(client.to_dataframe(), by=["model", "resolution", "ratio"])
+        assert table["succeeded"].sum() == 4 and len(table) == 4
+        assert table.loc[("wan2.7-t2v", "720P", "4:3"), "total_cost_usd"] == pytest.approx(0.2)
+        diffs = prompt_diff(df)
+        assert diffs["similarity"].isna().tolist() == [True, True, True, False]
     finally:
         client.close()
 

@@ -3,7 +3,7 @@
 Example::
 
     df = store.to_dataframe(experiment="cats")
-    summary(df, by=["model", "tier"])
+    summary(df, by=["model", "resolution", "ratio"])   # compares models of both protocols
     prompt_diff(df).query("similarity < 0.5")
     ratings(df)
 """
@@ -108,8 +108,9 @@ def word_diff(old: str, new: str) -> tuple[str, float]:
 
 def prompt_diff(df: pd.DataFrame) -> pd.DataFrame:
     """Per run: ``prompt``, ``actual_prompt`` (the service's rewrite), ``diff`` (word-level,
-    see :func:`word_diff`) and ``similarity`` (0–1). Runs without an ``actual_prompt``
-    (no rewrite reported, e.g. wan2.6 or prompt_extend off) get a missing diff and similarity.
+    see :func:`word_diff`) and ``similarity`` (0–1). Runs without an ``actual_prompt`` (the
+    rewrite not disclosed: wan2.6, wan2.7, HappyHorse; or prompt_extend off) get a missing diff
+    and similarity, never a "no change": their ``prompt_rewritten`` is missing too.
     """
     diffs: list[str | None] = []
     ratios: list[float | None] = []
