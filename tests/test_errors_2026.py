@@ -41,9 +41,10 @@ NEW_CODES = {"Throttling.BurstRate": (429, ThrottledError),
 
 class ScriptedCreates:
     """The emulator app, except that creates are answered from ``script`` while it lasts:
-    ``(code, "before" | "after")``. ``creates`` counts the create requests that arrived."""
+    ``(code, "before" | "after")``, or ``(code, phase, status)`` to answer under another HTTP
+    status than the reference's. ``creates`` counts the create requests that arrived."""
 
-    def __init__(self, app: Any, *script: tuple[str, str], retry_after: str | None = None):
+    def __init__(self, app: Any, *script: tuple[Any, ...], retry_after: str | None = None):
         self.app = app
         self.script = list(script)
         self.retry_after = retry_after
@@ -57,12 +58,12 @@ class ScriptedCreates:
         self.creates += 1
         if not self.script:
             return await self.app(scope, receive, send)
-        code, phase = self.script.pop(0)
+        code, phase, *other = self.script.pop(0)
         if phase == "after":  # the task is made; its answer never reaches the client
             async def lost(message: dict) -> None:
                 pass
             await self.app(scope, receive, lost)
-        status = NEW_CODES[code][0]
+        status = other[0] if other else NEW_CODES[code][0]
         body = json.dumps({"request_id": f"scripted-{self.creates}", "code": code,
                            "message": ERROR_CODES[code][2]}).encode()
         headers = [(b"content-type", b"application/json")]
@@ -127,6 +128,16 @@ def test_a_new_429_is_raised_as_a_refusal_when_the_caller_paces_itself(tmp_path,
     err, front, app, waited = run_create(tmp_path, (code, "before"), retry_throttled=False)
     assert isinstance(err, ThrottledError) and not isinstance(err, AmbiguousCreateError)
     assert err.code == code and front.creates == 1 and accepted(app) == 0 and waited == []
+
+
+def test_a_throttling_code_under_a_5xx_status_is_still_a_refusal_not_an_ambiguous_create(
+        tmp_path):
+    err, front, app, waited = run_create(tmp_path, ("ServiceOverloaded", "before", 503),
+                                         retry_throttled=False)
+    assert isinstance(err, ThrottledError) and err.status == 503
+    assert front.creates == 1 and accepted(app) == 0
+    task, front, app, waited = run_create(tmp_path / "again", ("ServiceOverloaded", "before", 503))
+    assert task.task_id and front.creates == 2 and accepted(app) == 1
 
 
 def test_a_content_refusal_on_create_is_raised_and_nothing_is_sent_again(tmp_path):
