@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wan_nb._version import __version__
 from wan_nb import catalog
+from wan_nb._version import __version__
 from wan_nb.errors import ValidationError, WanError
 from wan_nb.statuses import STATUSES
 
