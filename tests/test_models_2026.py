@@ -400,3 +400,9 @@ def test_regions():
         catalog.check_region("wan3.0-video", "virginia")
     with pytest.raises(ValidationError, match="region 'mars' is unknown"):
         catalog.models_in("mars")
+
+
+def test_a_lower_case_resolution_is_the_same_request():
+    spec = catalog.get_model("wan2.7-t2v")
+    assert make(spec, resolution="720p") == make(spec, resolution="720P")
+    assert make(spec, resolution="720p").wire_body()["parameters"]["resolution"] == "720P"

@@ -184,6 +184,8 @@ class GenerationRequest:
             raise ValidationError(errors + e.errors + check_text(self, 1500)) from None
         set_(self, "_spec", spec)
         set_(self, "model", spec.name)
+        if isinstance(self.resolution, str):  # "720p" is 720P: one spelling, one fingerprint
+            set_(self, "resolution", self.resolution.upper())
         if spec.protocol == "size":
             errors += self._fill_size(spec)
         else:
