@@ -104,7 +104,10 @@ class Polling:
                 else:
                     m.reload(job)
         deadline = time.monotonic() + settle
-        while (any(j.status == "SUBMITTING" or m.track(j).starting for j in jobs)
+        # creates on their way, and cancels already sent (a create that ended meanwhile sends
+        # its own: see Creator.created), are waited for, so the answer below is the real one
+        while (any(j.status == "SUBMITTING" or m.track(j).starting or m.track(j).cancelling
+                   for j in jobs)
                and time.monotonic() < deadline and not m.closed):
             await asyncio.sleep(0.05)
         for job in jobs:
@@ -124,7 +127,9 @@ class Polling:
             try:
                 await m.aio.cancel_task(m.task_of(job))
             except (APIError, TransportError) as e:
-                if not isinstance(e, UnsupportedOperationError):
+                if isinstance(e, UnsupportedOperationError):
+                    track.cancel_refused = True  # the service says it is not PENDING any more
+                else:
                     log.info("cancel of %s failed: %s", job.task_id, e)
                 # it started meanwhile, or no answer: the next poll records its state
                 d = transitions.on_cancel_answer(m.state(job).record, e, track.counters)
@@ -151,6 +156,9 @@ class Polling:
                 400, "UnsupportedOperation", f"job {job.run_id} is still being submitted; "
                 "its task will be cancelled as soon as the service says which it is")
         if job.status != "CANCELED":
+            status = job.status
+            if m.track(job).cancel_refused and status == "PENDING":  # not polled since
+                status = "RUNNING (it started before the cancel reached the service)"
             raise UnsupportedOperationError(
-                400, "UnsupportedOperation", f"job {job.run_id} is {job.status}; only QUEUED "
-                "or PENDING jobs can be cancelled (the service does not stop running tasks)")
+                400, "UnsupportedOperation", f"job {job.run_id} is {status}; only QUEUED or "
+                "PENDING jobs can be cancelled (the service does not stop running tasks)")

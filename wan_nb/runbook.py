@@ -44,6 +44,7 @@ class Track:
     not_before: float = 0.0  # no create (or reconcile pass) before this monotonic time
     starting: bool = False  # a create was started, before the record says SUBMITTING
     cancelling: bool = False  # a cancel request is on its way
+    cancel_refused: bool = False  # the service refused a cancel: the task had started
 
 
 class RunBook:
