@@ -59,3 +59,21 @@ def test_connect_builds_the_workspace_host(tmp_path):
         wan_nb.connect(workspace="ws-9", emulator=True, store=tmp_path / "runs", quiet=True)
     assert e.value.errors[0][0] == "workspace"
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_workspace_host_from_the_async_client_and_a_model_refused_outside_its_region():
+    import asyncio
+
+    import pytest
+
+    from wan_nb.client import AsyncClient
+    from wan_nb.errors import ValidationError
+
+    c = AsyncClient("sk-test-0123456789", region="singapore", workspace="ws-12345")
+    assert c.base_url.startswith("https://ws-12345.ap-southeast-1.maas.aliyuncs.com")
+    assert c.backend == "live:singapore"
+    virginia = AsyncClient("sk-test-0123456789", region="virginia")
+    # refused before anything is sent: no transport is ever reached (the host is not
+    # contacted; the check runs first)
+    with pytest.raises(ValidationError, match="offered in"):
+        asyncio.run(virginia.create_task(prompt="a kite", model="wan2.7-t2v"))

@@ -66,9 +66,11 @@ class AsyncClient:
                  timeout: float = 30.0, retry: RetryPolicy | None = None,
                  tz: dt.tzinfo = catalog.SERVICE_TZ, backend: str | None = None,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-                 rng: random.Random | None = None, config: Config | None = None):
+                 rng: random.Random | None = None, config: Config | None = None,
+                 workspace: str | None = None):
         api_key = None if api_key is None else Secret(api_key)  # first: see Secret
-        self.config = config or Config.resolve(api_key, region, base_url, backend=backend)
+        self.config = config or Config.resolve(api_key, region, base_url, backend=backend,
+                                               workspace=workspace)
         self.retry = retry or RetryPolicy()
         self.tz = tz
         self.timeout = timeout
@@ -180,6 +182,8 @@ class AsyncClient:
         first, like the official SDK does. ``retry_throttled=False`` raises a 429 refusal at
         once (the job poller paces creates itself and requeues instead)."""
         request = as_request(request, params)
+        # a model this region does not offer is refused here, before anything is sent
+        catalog.check_region(request.model, self.config.region)
         headers = {"X-DashScope-Async": "enable", "Content-Type": "application/json"}
         audio_url = None
         if request.audio_is_local:
@@ -301,7 +305,7 @@ class AsyncClient:
         was validated): :class:`ValidationError` before anything is sent if it is not
         acceptable WAV/MP3 audio, or (``expect_sha256``) not the content the request was
         recorded with."""
-        await asyncio.to_thread(check_audio_file, path)
+        await asyncio.to_thread(check_audio_file, path, model)
         if expect_sha256 is not None:
             now = await asyncio.to_thread(file_sha256, local_path(path))
             if now != expect_sha256:
