@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import sys
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -93,23 +94,34 @@ def wav_file(tmp_path):
 CLI_KEY = "sk-resume-test-0123456789"
 
 
+@contextlib.contextmanager
+def run_cli_emulator(data_dir, *, key: str, speed: str = "2.5") -> Iterator[str]:
+    """``python -m wan_nb.emulator`` on a free loopback port, in its own process; yields its
+    base URL and stops it by its own PID."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wan_nb.emulator", "--port", "0", "--key", key,
+         "--data-dir", str(data_dir), "--speed", speed],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        banner = proc.stdout.readline()
+        assert "listening on http://127.0.0.1:" in banner, banner + proc.stderr.read()
+        yield banner.split("listening on ")[1].split()[0]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
 @pytest.fixture
 def cli_emulator(tmp_path):
-    """``python -m wan_nb.emulator`` on a free loopback port, in its own process (like the
-    real service: it outlives the processes of a test). Yields its base URL."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wan_nb.emulator", "--port", "0", "--key", CLI_KEY,
-         "--data-dir", str(tmp_path / "emu"), "--speed", "2.5"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    banner = proc.stdout.readline()
-    assert "listening on http://127.0.0.1:" in banner, banner + proc.stderr.read()
-    url = banner.split("listening on ")[1].split()[0]
-    yield url
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    proc.stdout.close()
-    proc.stderr.close()
+    """The emulator CLI (like the real service: it outlives the processes of a test), with
+    key ``CLI_KEY``. Yields its base URL."""
+    with run_cli_emulator(tmp_path / "emu", key=CLI_KEY) as url:
+        yield url

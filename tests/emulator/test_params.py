@@ -150,6 +150,12 @@ REFUSED: list[tuple[str, Any, str]] = [
 
 @pytest.mark.parametrize("name,payload,fragment", REFUSED, ids=[r[0] for r in REFUSED])
 async def test_refused_bodies(emu_factory: Any, name: str, payload: Any, fragment: str) -> None:
+    await assert_refused(emu_factory, payload, fragment)
+
+
+async def assert_refused(emu_factory: Any, payload: Any, fragment: str) -> None:
+    """``payload`` is refused with the service's 400 InvalidParameter envelope, its message
+    holding ``fragment``, and no task is made."""
     async with emu_factory(submission_limits=False) as emu:
         r = await send(emu, payload)
         assert r.status_code == 400, r.text

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +23,8 @@ dashscope = pytest.importorskip("dashscope")
 from dashscope import VideoSynthesis  # noqa: E402
 
 from wan_nb.media import probe  # noqa: E402
+
+from tests.conftest import run_cli_emulator  # noqa: E402
 
 from .conftest import ffmpeg_probe  # noqa: E402
 
@@ -40,25 +39,9 @@ W27_720P_43 = (1104, 832)
 def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The emulator CLI on a free loopback port (as tests/conftest.py's ``cli_emulator``,
     faster: speed 0.2); yields its base URL, stopped by its own PID."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wan_nb.emulator", "--port", "0", "--key", KEY,
-         "--data-dir", str(tmp_path_factory.mktemp("sdk2026") / "emu"), "--speed", "0.2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None and proc.stderr is not None
-        banner = proc.stdout.readline()
-        assert "listening on http://127.0.0.1:" in banner, banner + proc.stderr.read()
-        yield banner.split("listening on ")[1].split()[0]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+    with run_cli_emulator(tmp_path_factory.mktemp("sdk2026") / "emu", key=KEY,
+                          speed="0.2") as url:
+        yield url
 
 
 @pytest.fixture
