@@ -177,6 +177,18 @@ def test_an_unrecognized_status_ends_the_run_at_max_unrecognized(name: str, befo
         assert (d.write, d.poll_on_schedule) == ({}, True)
 
 
+@pytest.mark.parametrize("raw", [{"output": None}, {"output": "busy"}, {"output": []}, {}])
+def test_an_answer_without_an_output_object_is_unrecognized_never_raised(raw: dict) -> None:
+    """`"output": null` once raised AttributeError, failing the whole poll pass every cycle
+    while the run stayed due (every other job of the kernel stopped being polled)."""
+    from wan_nb.wire import parse_task
+
+    d = tr.on_task_state(record("RUNNING"), parse_task({"request_id": "r", **raw}),
+                         Counters(), NOW, P)
+    assert d.counters.unrecognized == 1 and not d.final
+    assert (d.write, d.poll_on_schedule) == ({}, True)
+
+
 @pytest.mark.parametrize("name", ["PENDING", "RUNNING", "SUCCEEDED", "FAILED"])
 def test_a_recognized_answer_resets_the_unrecognized_count(name: str) -> None:
     d = tr.on_task_state(record("RUNNING"), ANSWERS[name], Counters(unrecognized=4), NOW, P)
@@ -485,8 +497,9 @@ WHY = "StoreError: database is locked"
         "download_error": f"wan_nb could not record the video ({WHY}); "
                           "job.retry_download() tries again"})),
     (record("FAILED"), 0, False, {}),
-    # current behaviour (BUG? noted): a finished SUCCEEDED run is downloaded once more
-    (record("SUCCEEDED"), 0, False, dict(download=True, download_in=4.0)),
+    # the step failed after the run's final write: a finished run is left alone (it was
+    # downloaded once more before)
+    (record("SUCCEEDED"), 0, False, {}),
 ])
 def test_recovery_of_a_failed_background_step(row: dict, failures: int, reconciling: bool,
                                               expected: dict) -> None:

@@ -188,10 +188,12 @@ def on_task_state(row: Row, state: TaskState, counters: Counters, now: dt.dateti
         # this needs a query already in flight); likewise a stale PENDING after RUNNING.
         return Decision(counters, "stale: the run is finished")
     status = state.status
-    # BUG?: {"output": null} (or a non-object output) raises AttributeError here, as in the
-    # poller, which then fails the whole poll pass every cycle while the run stays due.
-    if status == "UNKNOWN" and not state.raw.get("output", {}).get("task_status"):
-        status = "no status"  # a malformed answer is not the service forgetting the task
+    output = state.raw.get("output")
+    if status == "UNKNOWN" and not (isinstance(output, dict) and output.get("task_status")):
+        # a malformed answer (no status; `"output": null` included) is not the service
+        # forgetting the task: counted as unrecognized, never raised (it once stalled the
+        # whole poll pass, every cycle, while the run stayed due)
+        status = "no status"
     if status == "UNKNOWN":
         # BUG?: never reset by a later PENDING/RUNNING answer: three UNKNOWNs spread over a
         # run (not in a row) are believed
@@ -426,8 +428,9 @@ def on_recover(row: Row, failure: Failure | BaseException, counters: Counters, *
     delay = min(60.0, 2.0 * 2 ** min(counters.failures, 5))
     why, status = _failure(failure).why, row["status"]
     again = counters.failures < MAX_FAILURES
-    # BUG?: the row is not checked again for is_done: a step that failed after its final
-    # write (releasing the run, say) gets a SUCCEEDED run's video downloaded once more
+    if is_done(row):
+        # the step failed after the run's final write (releasing it, say): nothing to redo
+        return Decision(counters, "finished meanwhile")
     if status == "SUBMITTING":
         if reconciling:
             return Decision(counters, "being reconciled")

@@ -246,8 +246,11 @@ class TaskState:
 
 
 def parse_task(body: Mapping[str, Any], tz: dt.tzinfo = catalog.SERVICE_TZ) -> TaskState:
-    """A query (or create) answer → :class:`TaskState`."""
-    out = body.get("output") or {}
+    """A query (or create) answer → :class:`TaskState` (an answer whose ``output`` is not an
+    object reads as one without a status: never an exception in the poll pass)."""
+    out = body.get("output")
+    if not isinstance(out, Mapping):
+        out = {}
     return TaskState(
         task_id=str(out.get("task_id") or ""),
         status=str(out.get("task_status") or "UNKNOWN"),
