@@ -118,6 +118,19 @@ def test_rerun_with_frozen_rewrite_and_ratings(make_client):
     exp.rate(job.run_id, 4, "good light")
     r = exp.ratings()
     assert list(r["rating"]) == [4]
+    exp.rate(job.run_id, keep=True)
+    frozen.rate(2, keep=False, notes="lost the hat")
+    assert (frozen.rating, frozen.keep, frozen.notes) == (2, False, "lost the hat")
+    df = client.to_dataframe()
+    assert df.loc[job.run_id, ["rating", "keep", "notes"]].tolist() == [4, True, "good light"]
+    assert df.loc[frozen.run_id, ["rating", "keep"]].tolist() == [2, False]
+    assert str(df["keep"].dtype) == "boolean"
+    for bad, field in (({"rating": 6}, "rating"), ({"rating": True}, "rating"),
+                       ({"keep": "yes"}, "keep"), ({}, "rating")):
+        with pytest.raises(ValidationError) as info:
+            frozen.rate(**bad)
+        assert info.value.fields == [field]
+    assert client.store.get_run(frozen.run_id)["rating"] == 2  # nothing written
 
 
 @pytest.mark.timeout(600)

@@ -295,6 +295,17 @@ def old_ledger(root: Path, version: int) -> Path:
 
 
 @pytest.mark.parametrize("version", range(1, SCHEMA_VERSION))
+def test_every_older_ledger_migrates_to_the_newest_and_takes_a_verdict(tmp_path, version):
+    root = old_ledger(tmp_path / f"v{version}", version)
+    with Store(root) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        assert store.get_run(FOX)["keep"] is None  # v6: no verdict yet
+        store.update_run(FOX, keep=True, rating=5)
+        assert store.to_dataframe().loc[FOX, ["keep", "rating"]].tolist() == [True, 5]
+
+
+# the ledgers from before v5, which derives resolution and ratio from their size
+@pytest.mark.parametrize("version", range(1, 5))
 def test_a_ledger_of_every_older_version_migrates_and_reads_back(tmp_path, version):
     root = old_ledger(tmp_path / f"v{version}", version)
     with Store(root) as store:

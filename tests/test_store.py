@@ -61,7 +61,8 @@ FULL = {
     "video_url_expires_at": T0 + timedelta(hours=24), "video_path": "videos/x.mp4",
     "video_sha256": "cd" * 32, "video_bytes": 2**40, "video_fps": 30.0, "video_frames": 300,
     "video_duration": 10.033, "has_audio": True, "download_error": "first try timed out",
-    "backend": "live:singapore", "wan_nb_version": "9.9.9", "rating": 4, "notes": "good light",
+    "backend": "live:singapore", "wan_nb_version": "9.9.9", "rating": 4,
+    "keep": True, "notes": "good light",
     "owner": "kernel-1", "owner_heartbeat": T0 + timedelta(seconds=5),
 }
 JSON_FIELDS = ("request_json", "usage_json")
@@ -88,7 +89,8 @@ EXPECTED_DTYPES = {
     "video_path": "string", "video_sha256": "string", "video_bytes": "Int64",
     "video_mtime_ns": "Int64", "video_fps": "Float64", "video_frames": "Int64",
     "video_duration": "Float64",
-    "has_audio": "boolean", "download_error": "string", "rating": "Int64", "notes": "string",
+    "has_audio": "boolean", "download_error": "string", "rating": "Int64",
+    "keep": "boolean", "notes": "string",
     "fingerprint": "string", "request_json": "string", "backend": "category",
     "wan_nb_version": "string", "owner": "string", "owner_heartbeat": "datetime64[us, UTC]",
     "updated_at": "datetime64[us, UTC]",
@@ -603,7 +605,7 @@ def test_migrates_a_v1_file_keeping_its_data(tmp_path):
     con.executescript(V1_SQL)
     con.close()
     with Store(root) as store:
-        assert store.schema_version == SCHEMA_VERSION == 5
+        assert store.schema_version == SCHEMA_VERSION == 6
         old = store.get_run("20250101000000-0000abcd")
         assert (old["prompt"], old["seed"], old["tags"], old["prompt_extend"]) == (
             "an old cat", 42, ["v1"], True)
@@ -630,7 +632,7 @@ def test_newer_file_is_refused_and_left_untouched(tmp_path):
                       "INSERT INTO runs VALUES ('r', x'00'); PRAGMA user_version = 7;")
     con.close()
     before = tree_digest(root)
-    with pytest.raises(SchemaVersionError, match="schema version 7.*up to 5.*not modified"):
+    with pytest.raises(SchemaVersionError, match="schema version 7.*up to 6.*not modified"):
         Store(root)
     assert tree_digest(root) == before
 

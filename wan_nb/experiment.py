@@ -326,12 +326,12 @@ class Experiment:
 
         return ratings(self.to_dataframe())
 
-    def rate(self, run_id: str, rating: int, notes: str | None = None) -> None:
-        """Record your rating (an integer, e.g. 1-5) and notes for a run."""
-        fields: dict[str, Any] = {"rating": rating}
-        if notes is not None:
-            fields["notes"] = notes
-        self.store.update_run(run_id, **fields)
+    def rate(self, run_id: str, rating: int | None = None, notes: str | None = None, *,
+             keep: bool | None = None) -> None:
+        """Record your rating (1-5), keep (True) or reject (False), and notes for a run."""
+        from .jobs import rating_fields
+
+        self.store.update_run(run_id, **rating_fields(rating, keep, notes))
 
     def export_bundle(self, path: str) -> Any:
         return self.store.export_bundle(path, experiment=self.name)

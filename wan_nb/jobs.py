@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from . import runtime
-from .errors import JobTimeout, TaskExpired, TaskFailed, WanError
+from .errors import JobTimeout, TaskExpired, TaskFailed, ValidationError, WanError
 from .request import GenerationRequest
 from .schedule import Durations, PollPolicy  # noqa: F401  (their old home: kept importable)
 from .statuses import ENDED_WITHOUT_VIDEO, FINAL_STATUSES, OUTCOME_UNKNOWN
@@ -167,6 +167,7 @@ class Job:
     has_audio: Field[bool | None] = Field("whether the video has a sound track, probed")
     download_error: Field[str | None] = Field("why the video is missing or differs")
     rating: Field[int | None] = Field("your rating (1-5)")
+    keep: Field[bool | None] = Field("your verdict: True keep, False reject, None not yet")
     notes: Field[str | None] = Field("your notes")
     fingerprint: Field[str] = Field("sha256 of the canonical request")
     backend: Field[str] = Field("the service (live:<region>, emulator, ...) it ran on")
@@ -364,6 +365,15 @@ class Job:
             return False
         return True
 
+    def rate(self, rating: int | None = None, *, keep: bool | None = None,
+             notes: str | None = None) -> Job:
+        """Record your rating (1-5), keep (True) or reject (False), and notes for this run,
+        in the store at once (``to_dataframe()`` shows them). Only what is given changes."""
+        fields = rating_fields(rating, keep, notes)
+        self._manager.store.update_run(self.run_id, **fields)
+        self._state.record = {**self._state.record, **fields}
+        return self
+
     def cancel(self) -> None:
         """Cancel a job that is QUEUED (never sent) or PENDING on the service.
 
@@ -382,6 +392,30 @@ class Job:
         """Re-read this job's record from the store."""
         self._state.record = self._manager.store.get_run(self.run_id)
         return self
+
+
+def rating_fields(rating: Any = None, keep: Any = None, notes: Any = None) -> dict[str, Any]:
+    """The ledger fields of a rating, checked: an integer 1-5, a bool, a string."""
+    problems: list[tuple[str, str]] = []
+    fields: dict[str, Any] = {}
+    if rating is not None:
+        if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
+            problems.append(("rating", f"rating must be a whole number from 1 to 5, "
+                                       f"not {rating!r}"))
+        fields["rating"] = rating
+    if keep is not None:
+        if not isinstance(keep, bool):
+            problems.append(("keep", f"keep must be True (keep) or False (reject), not {keep!r}"))
+        fields["keep"] = keep
+    if notes is not None:
+        if not isinstance(notes, str):
+            problems.append(("notes", f"notes must be text, not {type(notes).__name__}"))
+        fields["notes"] = notes
+    if problems:
+        raise ValidationError(problems)
+    if not fields:
+        raise ValidationError([("rating", "give a rating (1-5), keep=True/False or notes")])
+    return fields
 
 
 def _is_finished(row: dict[str, Any]) -> bool:

@@ -100,6 +100,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE runs ADD COLUMN usage_height INTEGER",
         "UPDATE runs SET " + ", ".join(f"{c} = {e}" for c, e in DERIVED_V5.items()),
     ),
+    (  # v6: keep (1) or reject (0) beside the 1-5 rating, set from the gallery (issue 11)
+        "ALTER TABLE runs ADD COLUMN keep INTEGER",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

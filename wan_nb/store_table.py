@@ -79,7 +79,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("video_fps", "float"),
     ("video_frames", "int"), ("video_duration", "float"), ("has_audio", "bool"),
     ("download_error", "text"),
-    ("rating", "int"), ("notes", "text"),
+    ("rating", "int"), ("keep", "bool"), ("notes", "text"),
     ("fingerprint", "text"), ("request_json", "json"), ("backend", "cat"),
     ("wan_nb_version", "text"), ("owner", "text"), ("owner_heartbeat", "time"),
     ("updated_at", "time"),
