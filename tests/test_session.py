@@ -3,6 +3,8 @@ shared by every session on it; the job-added event; Job as a typed view of its r
 
 from __future__ import annotations
 
+import pytest
+
 import threading
 
 import wan_nb
@@ -92,3 +94,18 @@ def test_client_is_the_session_under_its_earlier_name(make_client):
     assert Client is wan_nb.Client and issubclass(Client, wan_nb.Session)
     session = make_client()
     assert isinstance(session, wan_nb.Session) and isinstance(session, wan_nb.Client)
+
+
+def test_the_run_time_band_is_learned_from_finished_runs():
+    from wan_nb.schedule import Durations, RunBand
+
+    d = Durations()
+    assert d.band("emulator", "wan2.5-t2v-preview", "1280*720", 5) == RunBand(3.0, 4.5, 0)
+    for s in (10, 20, 30, 40, 50, 60, 70, 80, 90, 100):
+        d.learn("live:singapore", "wan2.5-t2v-preview", "1280*720", 5, s)
+    band = d.band("live:singapore", "wan2.5-t2v-preview", "1280*720", 5)
+    assert (band.p50, band.p90, band.samples) == (55.0, pytest.approx(91.0), 10)
+    assert band.left(60.0) == (0.0, 31.0) and band.left(200.0) == (0.0, 0.0)
+    # another size of the same model: scaled by pixels × seconds (1080P 10 s = 4.5 × 2 ×)
+    scaled = d.band("live:singapore", "wan2.5-t2v-preview", "1920*1080", 10)
+    assert scaled.samples == 10 and scaled.p50 == pytest.approx(55.0 * 2.25 * 2)

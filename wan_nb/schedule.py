@@ -108,6 +108,45 @@ class Durations:
             return statistics.median(scaled)
         return self.DEFAULT_RUN.get(backend.split(":")[0], self.LIVE_DEFAULT_RUN)
 
+    def band(self, backend: str, model: str, size: str, duration: int) -> RunBand:
+        """The run time's p50-p90 band from the learned samples: of this size and duration
+        when there are some, else every size of the model scaled by pixels × seconds, else
+        the default with a ±50 % band and ``samples == 0``."""
+        samples = list(self._run.get((backend, model, size, int(duration))) or ())
+        if not samples:
+            w, h = catalog.parse_size(size)
+            samples = [x * (w * h * duration) / (ww * hh * dd)
+                       for (b, m, s, dd), v in list(self._run.items())
+                       if b == backend and m == model and v
+                       for ww, hh in [catalog.parse_size(s)] for x in v]
+        if not samples:
+            guess = self.DEFAULT_RUN.get(backend.split(":")[0], self.LIVE_DEFAULT_RUN)
+            return RunBand(guess, guess * 1.5, 0)
+        return RunBand(_quantile(samples, 0.5), _quantile(samples, 0.9), len(samples))
+
+
+@dataclass(frozen=True)
+class RunBand:
+    """Seconds a run is expected to take: half end within ``p50``, nine in ten within
+    ``p90``; ``samples`` finished runs taught it (0: a default, nothing learned yet)."""
+
+    p50: float
+    p90: float
+    samples: int
+
+    def left(self, elapsed: float) -> tuple[float, float]:
+        """The p50-p90 time left after ``elapsed`` s of running (never below 0)."""
+        return max(0.0, self.p50 - elapsed), max(0.0, self.p90 - elapsed)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    """Linear-interpolated quantile (numpy's default) of a non-empty list."""
+    v = sorted(values)
+    pos = (len(v) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+
 
 class Schedule:
     """A job's next poll interval, from the policy and what has been learned."""
@@ -133,6 +172,9 @@ class Schedule:
 
     def expected_run(self, model: str, size: str, duration: int) -> float:
         return self.durations.expected_run(self.backend, model, size, duration)
+
+    def run_band(self, model: str, size: str, duration: int) -> RunBand:
+        return self.durations.band(self.backend, model, size, duration)
 
     def jittered(self, delay: float) -> float:
         """``delay`` ±20 %, so requeued jobs do not come back in lockstep."""

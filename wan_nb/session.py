@@ -27,6 +27,7 @@ from . import runtime
 from .client import (AsyncClient, Config, DownloadResult, Secret, as_request)
 from .errors import WanError
 from .request import GenerationRequest
+from .schedule import RunBand
 from .wire import TaskPage, TaskState
 
 if TYPE_CHECKING:
@@ -159,6 +160,12 @@ class Session:
         of this backend, model, size and duration; scaled from other sizes; a default)."""
         r = request
         return self.manager.schedule.expected_run(r.model, r.size or "", int(r.duration or 0))
+
+    def expected_run_band(self, request: GenerationRequest) -> RunBand:
+        """The p50-p90 band of the run time of ``request`` (see :meth:`expected_run_seconds`):
+        what the form's estimate and the tracker's time left show."""
+        r = request
+        return self.manager.schedule.run_band(r.model, r.size or "", int(r.duration or 0))
 
     def generate(self, request: GenerationRequest | str | None = None, *,
                  timeout: float | None = None, **params: Any) -> Job:
