@@ -82,6 +82,33 @@ def _join(tokens: list[str]) -> str:
     return out
 
 
+def diff_segments(old: str, new: str) -> tuple[list[tuple[str, str]], float]:
+    """``old`` rewritten into ``new`` as ``(kind, text)`` pieces in order, ``kind`` one of
+    ``"same"``, ``"removed"`` or ``"added"`` (the spaces between words are ``"same"`` pieces),
+    and the similarity (0–1) of their words: what :func:`word_diff` prints and a widget marks
+    up::
+
+        >>> diff_segments("a cat", "a fat cat")[0]
+        [('same', 'a'), ('same', ' '), ('added', 'fat'), ('same', ' '), ('same', 'cat')]
+    """
+    a, b = _TOKEN.findall(old), _TOKEN.findall(new)
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    out: list[tuple[str, str]] = []
+    last = None
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        removed, added = a[i1:i2], b[j1:j2]
+        first = (removed or added)[0]
+        if last is not None and (gap := _gap(last, first)):
+            out.append(("same", gap))
+        if op == "equal":
+            out.append(("same", _join(removed)))
+        else:
+            out += [("removed", _join(removed))] if removed else []
+            out += [("added", _join(added))] if added else []
+        last = (added or removed)[-1]
+    return out, matcher.ratio()
+
+
 def word_diff(old: str, new: str) -> tuple[str, float]:
     """``old`` rewritten into ``new`` as one compact string with ``[-removed-]`` and
     ``{+added+}`` marks (whitespace normalised), and the similarity (0–1) of their words::
@@ -89,21 +116,9 @@ def word_diff(old: str, new: str) -> tuple[str, float]:
         >>> word_diff("a cat on a mat", "a fluffy cat on a mat")
         ('a {+fluffy+} cat on a mat', 0.9090909090909091)
     """
-    a, b = _TOKEN.findall(old), _TOKEN.findall(new)
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    out, last = "", None
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        removed, added = a[i1:i2], b[j1:j2]
-        first = (removed or added)[0]
-        if last is not None:
-            out += _gap(last, first)
-        if op == "equal":
-            out += _join(removed)
-        else:
-            out += ("[-" + _join(removed) + "-]" if removed else "") + (
-                "{+" + _join(added) + "+}" if added else "")
-        last = (added or removed)[-1]
-    return out, matcher.ratio()
+    segments, ratio = diff_segments(old, new)
+    marks = {"same": "{}", "removed": "[-{}-]", "added": "{{+{}+}}"}
+    return "".join(marks[kind].format(text) for kind, text in segments), ratio
 
 
 def prompt_diff(df: pd.DataFrame) -> pd.DataFrame:
