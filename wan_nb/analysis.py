@@ -82,33 +82,6 @@ def _join(tokens: list[str]) -> str:
     return out
 
 
-def diff_segments(old: str, new: str) -> tuple[list[tuple[str, str]], float]:
-    """``old`` rewritten into ``new`` as ``(kind, text)`` pieces in order, ``kind`` one of
-    ``"same"``, ``"removed"`` or ``"added"`` (the spaces between words are ``"same"`` pieces),
-    and the similarity (0–1) of their words: what :func:`word_diff` prints and a widget marks
-    up::
-
-        >>> diff_segments("a cat", "a fat cat")[0]
-        [('same', 'a'), ('same', ' '), ('added', 'fat'), ('same', ' '), ('same', 'cat')]
-    """
-    a, b = _TOKEN.findall(old), _TOKEN.findall(new)
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    out: list[tuple[str, str]] = []
-    last = None
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        removed, added = a[i1:i2], b[j1:j2]
-        first = (removed or added)[0]
-        if last is not None and (gap := _gap(last, first)):
-            out.append(("same", gap))
-        if op == "equal":
-            out.append(("same", _join(removed)))
-        else:
-            out += [("removed", _join(removed))] if removed else []
-            out += [("added", _join(added))] if added else []
-        last = (added or removed)[-1]
-    return out, matcher.ratio()
-
-
 def word_diff(old: str, new: str) -> tuple[str, float]:
     """``old`` rewritten into ``new`` as one compact string with ``[-removed-]`` and
     ``{+added+}`` marks (whitespace normalised), and the similarity (0–1) of their words::
@@ -116,9 +89,59 @@ def word_diff(old: str, new: str) -> tuple[str, float]:
         >>> word_diff("a cat on a mat", "a fluffy cat on a mat")
         ('a {+fluffy+} cat on a mat', 0.9090909090909091)
     """
-    segments, ratio = diff_segments(old, new)
-    marks = {"same": "{}", "removed": "[-{}-]", "added": "{{+{}+}}"}
-    return "".join(marks[kind].format(text) for kind, text in segments), ratio
+    a, b = _TOKEN.findall(old), _TOKEN.findall(new)
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    out, last = "", None
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        removed, added = a[i1:i2], b[j1:j2]
+        first = (removed or added)[0]
+        if last is not None:
+            out += _gap(last, first)
+        if op == "equal":
+            out += _join(removed)
+        else:
+            out += ("[-" + _join(removed) + "-]" if removed else "") + (
+                "{+" + _join(added) + "+}" if added else "")
+        last = (added or removed)[-1]
+    return out, matcher.ratio()
+
+
+def diff_segments(old: str, new: str) -> tuple[list[tuple[str, str]], float]:
+    """The same word diff as :func:`word_diff`, as ``(kind, text)`` pieces in the texts' own
+    spelling and spacing, for marking up: ``kind`` is ``"same"`` or ``"added"`` (pieces of
+    ``new``: together they are ``new`` exactly) or ``"removed"`` (a piece of ``old``)::
+
+        >>> diff_segments("a big cat", "a fat cat")[0]
+        [('same', 'a '), ('removed', 'big'), ('added', 'fat'), ('same', ' cat')]
+    """
+    a, b = list(_TOKEN.finditer(old)), list(_TOKEN.finditer(new))
+    matcher = difflib.SequenceMatcher(None, [m.group() for m in a], [m.group() for m in b],
+                                      autojunk=False)
+    out: list[tuple[str, str]] = []
+    pos = 0  # how much of new is out
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        start = b[j1].start() if j1 < len(b) else len(new)
+        end = b[j2 - 1].end() if j2 > j1 else start
+        if start > pos:
+            out.append(("same", new[pos:start]))
+        if op == "equal":
+            out.append(("same", new[start:end]))
+        else:
+            if i2 > i1:  # a removal alone keeps the space that followed it in old
+                stop = a[i2].start() if op == "delete" and i2 < len(a) else a[i2 - 1].end()
+                out.append(("removed", old[a[i1].start():stop]))
+            if j2 > j1:
+                out.append(("added", new[start:end]))
+        pos = max(pos, end)
+    if pos < len(new):
+        out.append(("same", new[pos:]))
+    merged: list[tuple[str, str]] = []
+    for kind, text in out:
+        if merged and merged[-1][0] == kind == "same":
+            merged[-1] = ("same", merged[-1][1] + text)
+        elif text:
+            merged.append((kind, text))
+    return merged, matcher.ratio()
 
 
 def prompt_diff(df: pd.DataFrame) -> pd.DataFrame:
