@@ -37,7 +37,7 @@ from typing import Any
 import pandas as pd
 
 from . import catalog
-from .errors import ValidationError, WanError
+from .errors import ValidationError
 from .jobs import Job, JobList
 from .request import PARAMETERS, GenerationRequest, check_tags, unknown_parameter
 from .statuses import RETRYABLE  # not reused by run(): they made no video and cost nothing
@@ -272,21 +272,11 @@ class Experiment:
         """Submit a run again. With ``freeze_rewrite`` the service's rewritten prompt is sent
         as the prompt with ``prompt_extend=False`` and the same seed, which separates the
         rewriter's variance from the generator's."""
+        from .jobs import rerun_request
+
         row = self.store.get_run(run_id)
-        request = GenerationRequest.from_params(row["request_json"], stored=True,
-                                               fingerprint=row.get("fingerprint"))
-        variant = row.get("variant") or run_id
-        if freeze_rewrite:
-            actual = row.get("actual_prompt")
-            if not actual:
-                raise WanError(f"run {run_id} has no actual_prompt (not finished, "
-                               "prompt_extend was off, or wan2.6, which never returns it)")
-            spec = request.spec
-            if len(actual) > spec.prompt_max:
-                actual = actual[: spec.prompt_max]
-            request = request.replace(prompt=actual, prompt_extend=False,
-                                      shot_type=None if not spec.multi_shot else "single")
-            variant += "|frozen"
+        request = rerun_request(row, freeze_rewrite=freeze_rewrite)
+        variant = (row.get("variant") or run_id) + ("|frozen" if freeze_rewrite else "")
         job = self.client.submit(request, experiment=self.name, variant=variant,
                                  tags=[*self.tags, f"rerun-of:{run_id}"])
         self._jobs[f"{variant}@{job.run_id}"] = job

@@ -243,6 +243,25 @@ class Job:
             return max(0.0, started + run - time.time())
         return run
 
+    def time_left(self) -> tuple[float, float] | None:
+        """Seconds until the task ends as a (p50, p90) band from learned run times: half the
+        runs like it end within the first figure, nine in ten within the second. Counted
+        from the service's start when it is RUNNING, else the whole run. None when done."""
+        if self.done:
+            return None
+        r = self.request
+        band = self._manager.schedule.run_band(r.model, r.size or "", int(r.duration or 0))
+        started = self.local_time("scheduled_time")
+        if self.status == "RUNNING" and started is not None:
+            return band.left(time.time() - started)
+        return band.p50, band.p90
+
+    @property
+    def reconciling(self) -> bool:
+        """True while the service is being asked whether an unanswered create made a task
+        (the create's answer was lost: it is looked for in the task list, never paid twice)."""
+        return not self.done and self._manager.creator.reconciling(self)
+
     def progress(self) -> dict[str, Any]:
         """State, elapsed and ETA, for progress displays."""
         eta = self.eta()
@@ -374,6 +393,20 @@ class Job:
         self._state.record = {**self._state.record, **fields}
         return self
 
+    def rerun(self, *, freeze_rewrite: bool = False) -> Job:
+        """Submit this run's request again as a new run (same seed, same experiment, tagged
+        ``rerun-of:<run_id>``); returns at once. With ``freeze_rewrite`` the service's
+        rewritten prompt is sent as the prompt with the rewrite off (variant ``…|frozen``),
+        which separates the rewriter's variance from the generator's."""
+        row = self._state.record
+        request = rerun_request(row, freeze_rewrite=freeze_rewrite)
+        variant = row.get("variant")
+        if freeze_rewrite:
+            variant = (variant or self.run_id) + "|frozen"
+        tags = [t for t in row.get("tags") or () if not t.startswith("rerun-of:")]
+        return self._manager.submit(request, experiment=row.get("experiment"), variant=variant,
+                                    tags=[*tags, f"rerun-of:{self.run_id}"])
+
     def cancel(self) -> None:
         """Cancel a job that is QUEUED (never sent) or PENDING on the service.
 
@@ -392,6 +425,22 @@ class Job:
         """Re-read this job's record from the store."""
         self._state.record = self._manager.store.get_run(self.run_id)
         return self
+
+
+def rerun_request(row: Mapping[str, Any], *, freeze_rewrite: bool) -> GenerationRequest:
+    """The request of a recorded run, to send again; frozen: its ``actual_prompt`` as the
+    prompt with the rewrite off (cut to the model's limit; multi-shot off)."""
+    request = GenerationRequest.from_params(row["request_json"], stored=True,
+                                           fingerprint=row.get("fingerprint"))
+    if not freeze_rewrite:
+        return request
+    actual = row.get("actual_prompt")
+    if not actual:
+        raise WanError(f"run {row['run_id']} has no actual_prompt to freeze (not finished, "
+                       "prompt_extend was off, or a model that does not disclose its rewrite)")
+    spec = request.spec
+    return request.replace(prompt=actual[: spec.prompt_max], prompt_extend=False,
+                           shot_type=None if not spec.multi_shot else "single")
 
 
 def rating_fields(rating: Any = None, keep: Any = None, notes: Any = None) -> dict[str, Any]:
