@@ -26,7 +26,7 @@ from .session import Client, Session
 
 __all__ = [
     "__version__", "connect", "Session", "Client", "AsyncClient", "GenerationRequest", "Job",
-    "JobList", "Store", "Experiment", "catalog",
+    "JobList", "Store", "Experiment", "Studio", "catalog",
     "WanError", "ValidationError", "APIError", "AuthenticationError", "InvalidRequestError",
     "UnsupportedOperationError", "ContentRejectedError", "BillingError", "ThrottledError",
     "ServerError", "TransportError", "AmbiguousCreateError", "TaskFailed", "TaskExpired",
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 _LAZY = {"Job": "jobs", "JobList": "jobs", "Store": "store", "Experiment": "experiment",
-         "catalog": "catalog"}
+         "Studio": "widgets", "catalog": "catalog"}
 
 
 def __getattr__(name: str) -> Any:  # heavy modules (pandas) load on first use
