@@ -530,9 +530,13 @@ class GenerationForm(W.VBox):
 
     # -- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:
-        """Close the form and every widget it made (the form holds no session callback)."""
+        """Close the form and every widget it made, with their layouts and styles (the form
+        holds no callback of the session or its jobs)."""
         self._pending = None
         for w in fc.descendants(self):
+            for part in (getattr(w, "layout", None), getattr(w, "style", None)):
+                if isinstance(part, W.Widget):
+                    part.close()
             if w is not self:
                 w.close()
         super().close()
