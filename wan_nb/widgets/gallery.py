@@ -43,6 +43,7 @@ FACETS: dict[str, str] = {
 # the facets picked when none is given: the first two that vary
 _AUTO = ("prompt", "model", "seed", "resolution", "ratio", "duration", "negative_prompt",
          "prompt_extend", "audio_mode", "shot_type", "watermark", "experiment")
+AUTO = "auto"  # rows=/cols= default: the first parameters that vary
 ORDERS = (("as run", "run"), ("rating, best first", "best"), ("rating, worst first", "worst"))
 
 
@@ -122,13 +123,14 @@ class Gallery(W.VBox):
     """``Gallery(jobs_or_experiment, *, rows=None, cols=None, on_load=None)``.
 
     ``rows`` and ``cols`` name the parameters of the grid's rows and columns (see
-    :data:`FACETS`; by default the first two that vary); the Rows and Columns dropdowns change
-    them. ``on_load(job)`` adds a "Load into form" button to each video. ``columns`` is how
-    many videos a row holds when no column parameter is chosen, ``seed`` the blind mode's
-    shuffle. :meth:`close` releases every callback it holds on unfinished jobs.
+    :data:`FACETS`; by default the first two that vary; ``None``: no rows, or no columns); the
+    Rows and Columns dropdowns change them. ``on_load(job)`` adds a "Load into form" button
+    to each video. ``columns`` is how many videos a row holds when no column parameter is
+    chosen, ``seed`` the blind mode's shuffle. :meth:`close` releases every callback it
+    holds on unfinished jobs.
     """
 
-    def __init__(self, jobs: Any, *, rows: str | None = None, cols: str | None = None,
+    def __init__(self, jobs: Any, *, rows: str | None = AUTO, cols: str | None = AUTO,
                  on_load: Callable[[Any], Any] | None = None, columns: int | None = None,
                  seed: int | None = None, **kwargs: Any):
         self._listening: list[_Card] = []  # first: close() (also from __del__) reads them
@@ -148,9 +150,13 @@ class Gallery(W.VBox):
         self._posters: concurrent.futures.Future[None] | None = None
         self._varying = [n for n in FACETS if len({_hashable(facet_value(j, n))
                                                    for j in self.jobs}) > 1]
-        if rows is None and cols is None:
-            auto = [n for n in _AUTO if n in self._varying]
+        auto = [n for n in _AUTO if n in self._varying and n not in (rows, cols)]
+        if rows == AUTO and cols == AUTO:
             rows, cols = (auto[0], auto[1]) if len(auto) > 1 else (None, next(iter(auto), None))
+        elif rows == AUTO:
+            rows = next(iter(auto), None) if cols is not None else None
+        elif cols == AUTO:
+            cols = next(iter(auto), None)
         options = [("—", None), *((label, name) for name, label in FACETS.items())]
         self.rows = W.Dropdown(options=options, value=_check_facet("rows", rows),
                                description="Rows")

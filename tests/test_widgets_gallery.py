@@ -1,0 +1,374 @@
+"""The Player, the Gallery and the History, headless: real ipywidgets over real runs of the
+emulator (in-process server, real MP4s, real store), poster frames made by ffmpeg."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import time
+from pathlib import Path
+
+import ipywidgets as W
+import pytest
+
+import wan_nb
+from wan_nb.emulator.server import EmbeddedEmulator
+from wan_nb.errors import ValidationError
+from wan_nb.media import make_posters, poster_path
+from wan_nb.store_table import DERIVED
+from wan_nb.widgets.gallery import Gallery
+from wan_nb.widgets.history import History
+from wan_nb.widgets.player import NOT_DISCLOSED, Player
+
+BASE = {"model": "wan2.5-t2v-preview", "size": "832*480", "duration": 5}
+PROMPTS = ["a paper boat at dawn", "一只狐狸在雪地里"]
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def wait_until(predicate, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    """One session on the emulator (made as conftest's make_client makes one) with finished
+    runs: a prompt × seed sweep on wan2.5 (which discloses its rewrite), a wan2.7 run (which
+    does not) and a run whose prompt is markup. Module-wide: six renders are made once. The
+    working directory is the store's parent, as a notebook's is, so videos are relative."""
+    root = tmp_path_factory.mktemp("studio")
+    emu = EmbeddedEmulator(data_dir=root / "emu").start()
+    client = wan_nb.Client(emu.api_key, base_url=emu.base_url, backend="emulator",
+                           store=root / "wan_runs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        exp = wan_nb.Experiment("boats", base=BASE, client=client)
+        exp.grid(prompt=PROMPTS, seed=[1, 2])
+        exp.run()
+        wan27 = client.submit("a kite over dunes", model="wan2.7-t2v", resolution="720P",
+                              ratio="16:9", seed=3)
+        xss = client.submit(XSS, seed=4, **BASE)
+        exp.wait(timeout=240, progress=False)
+        wan27.result(timeout=240)
+        xss.result(timeout=240)
+        yield {"client": client, "exp": exp, "wan27": wan27, "xss": xss, "root": root}
+    client.close()
+    emu.stop()
+
+
+def clear_ratings(studio) -> None:
+    client = studio["client"]
+    for job in [*studio["exp"].jobs, studio["wan27"], studio["xss"]]:
+        client.store.update_run(job.run_id, rating=None, keep=None, notes=None)
+        job.refresh()
+
+
+def cell_runs(widget) -> list[str]:
+    return [child.run_id for child in getattr(widget, "children", ())]
+
+
+def grid_cells(gallery: Gallery) -> list[list[str]]:
+    """Each grid cell's run ids, row by row (headers left out)."""
+    box_to_run = {id(c.box): c.job.run_id for c in gallery.cards}
+    cells = []
+    for child in gallery.grid.children:
+        if isinstance(child, W.VBox) and id(child) not in box_to_run:
+            cells.append([box_to_run[id(b)] for b in child.children])
+    return cells
+
+
+def test_two_parameters_facet_a_labelled_grid(studio):
+    exp = studio["exp"]
+    gallery = Gallery(exp)  # by default: the first two parameters that vary
+    assert (gallery.rows.value, gallery.cols.value) == ("prompt", "seed")
+    assert gallery.row_labels == [f"Prompt: {p}" for p in PROMPTS]
+    assert gallery.col_labels == ["Seed: 1", "Seed: 2"]
+    by = {(j.prompt, j.seed): j.run_id for j in exp.jobs}
+    assert grid_cells(gallery) == [[by[(p, s)]] for p in PROMPTS for s in (1, 2)]
+    assert gallery.grid.layout.grid_template_columns.endswith("repeat(2, minmax(160px, 1fr))")
+    headers = [c for c in gallery.grid.children if isinstance(c, W.HTML)]
+    assert len(headers) == 1 + 2 + 2  # the corner, two columns, two rows
+    assert "Prompt: 一只狐狸在雪地里" in headers[-1].value
+
+    # the dropdowns re-facet: seed down the rows, nothing across
+    gallery.rows.value, gallery.cols.value = "seed", None
+    assert gallery.row_labels == ["Seed: 1", "Seed: 2"] and gallery.col_labels == []
+    assert grid_cells(gallery) == [[by[(p, 1)] for p in PROMPTS], [by[(p, 2)] for p in PROMPTS]]
+    # what is not faceted any more is said under each video
+    assert "Prompt</span> a paper boat at dawn" in gallery.cards[0].html.value
+    gallery.close()
+
+    # model × ratio over runs of two protocols
+    jobs = [*exp.jobs, studio["wan27"]]
+    mixed = Gallery(jobs, rows="model", cols="ratio")
+    assert mixed.row_labels == ["Model: wan2.5-t2v-preview", "Model: wan2.7-t2v"]
+    assert mixed.col_labels == ["Ratio: 16:9"]
+    assert [len(c) for c in grid_cells(mixed)] == [4, 1]
+    mixed.close()
+    with pytest.raises(ValidationError, match="rows='colour' is not a parameter"):
+        Gallery(jobs, rows="colour")
+
+
+def test_a_rating_and_a_verdict_reach_the_store_at_once(studio):
+    clear_ratings(studio)
+    exp = studio["exp"]
+    gallery = Gallery(exp, on_load=lambda job: None)
+    first, second = gallery.cards[0], gallery.cards[1]
+    first.rating.value = 4  # what a click on "4" does
+    second.keep.value = False
+    df = exp.to_dataframe()
+    assert df.loc[first.job.run_id, "rating"] == 4
+    assert df.loc[second.job.run_id, "keep"] is False or df.loc[second.job.run_id, "keep"] == 0
+    assert df["rating"].notna().sum() == 1 and df["keep"].notna().sum() == 1
+    assert "1 rated" in gallery.status.value
+    gallery.close()
+    again = Gallery(exp)  # a new gallery shows what is recorded
+    shown = {c.job.run_id: (c.rating.value, c.keep.value) for c in again.cards}
+    assert shown[first.job.run_id] == (4, None)
+    assert shown[second.job.run_id] == (None, False)
+    again.close()
+
+
+def test_order_by_rating(studio):
+    clear_ratings(studio)
+    exp = studio["exp"]
+    gallery = Gallery(exp, rows=None, cols=None)
+    ids = [c.job.run_id for c in gallery.cards]
+    assert gallery.shown() == ids
+    for card, rating in zip(gallery.cards, (2, 5, None, 3), strict=True):
+        if rating:
+            card.rating.value = rating
+    gallery.order.value = "best"
+    assert gallery.shown() == [ids[1], ids[3], ids[0], ids[2]]  # unrated last
+    gallery.order.value = "worst"
+    assert gallery.shown() == [ids[0], ids[3], ids[1], ids[2]]
+    # faceted: rows and columns in the order of their mean rating
+    gallery.rows.value, gallery.cols.value = "prompt", "seed"
+    gallery.order.value = "best"
+    # prompt 0: seeds 1, 2 rated 2 and 5 (mean 3.5); prompt 1: 3 (mean 3); seed 2: 5 and 3
+    assert gallery.row_labels == [f"Prompt: {PROMPTS[0]}", f"Prompt: {PROMPTS[1]}"]
+    assert gallery.col_labels == ["Seed: 2", "Seed: 1"]
+    gallery.order.value = "run"
+    assert gallery.col_labels == ["Seed: 1", "Seed: 2"]
+    gallery.close()
+
+
+def test_blind_mode_hides_shuffles_and_reveals_when_all_are_rated(studio):
+    clear_ratings(studio)
+    exp = studio["exp"]
+    studio["client"].store.update_run(exp.jobs[0].run_id, rating=5)  # rated before: not shown
+    gallery = Gallery(exp, seed=7)
+    ids = [c.job.run_id for c in gallery.cards]
+    gallery.blind.value = True
+    expected = list(ids)
+    random.Random(7).shuffle(expected)
+    assert gallery.shown() == expected
+    assert gallery.row_labels == [] and gallery.col_labels == []
+    assert not [c for c in gallery.grid.children if isinstance(c, W.HTML)]
+    assert all(w.disabled for w in (gallery.rows, gallery.cols, gallery.order))
+    assert all(c.rating.value is None and c.keep.value is None for c in gallery.cards)
+
+    def labels_hidden() -> bool:
+        markup = gallery.markup()
+        return not any(p in markup for p in PROMPTS) and "Seed" not in markup
+
+    assert labels_hidden()
+    by_id = {c.job.run_id: c for c in gallery.cards}
+    for run_id, rating in zip(expected[:3], (3, 1, 4), strict=True):
+        by_id[run_id].rating.value = rating
+        assert labels_hidden() and not gallery.revealed
+    assert "3 of 4 rated" in gallery.status.value
+    by_id[expected[3]].rating.value = 2
+    assert gallery.revealed and "Revealed" in gallery.status.value
+    markup = gallery.markup()
+    assert all(p in markup for p in PROMPTS) and "Seed</span> 1" in markup
+    assert gallery.shown() == expected  # the order stays, to see which was which
+    ratings = exp.to_dataframe()["rating"]
+    assert {rid: ratings[rid] for rid in expected} == dict(zip(expected, (3, 1, 4, 2),
+                                                                strict=True))
+    gallery.blind.value = False  # back to the labelled grid, ratings as recorded
+    assert gallery.row_labels and not gallery.rows.disabled
+    assert {c.job.run_id: c.rating.value for c in gallery.cards} == dict(
+        zip(expected, (3, 1, 4, 2), strict=True))
+    gallery.close()
+
+
+def test_player_marks_the_rewrite_or_says_it_is_not_disclosed(studio):
+    job = studio["exp"].jobs[0]
+    assert job.actual_prompt and job.actual_prompt != job.prompt
+    loaded, reruns = [], []
+    player = Player(job, on_load=loaded.append,
+                    on_rerun=lambda j, freeze: reruns.append((j.run_id, freeze)))
+    prompts = player.prompts.value
+    added = re.findall(r"<ins[^>]*>(.*?)</ins>", prompts)
+    assert added and job.actual_prompt.endswith(added[-1])
+    assert NOT_DISCLOSED not in prompts
+    assert "<video" in player.video.value and 'preload="metadata"' in player.video.value
+    details = player.details.value
+    for text in ("wan2.5-t2v-preview", "832×480", "5 s", f"<td style='padding:0'>{job.seed}",
+                 "USD 0.250 (from the usage)", "Billed seconds"):
+        assert text in details, text
+    assert player.frozen_button.layout.display != "none"
+    player.load_button.click()
+    player.rerun_button.click()
+    player.frozen_button.click()
+    assert loaded == [job] and reruns == [(job.run_id, False), (job.run_id, True)]
+    player.close()
+
+    wan27 = Player(studio["wan27"])
+    assert NOT_DISCLOSED in wan27.prompts.value and "<ins" not in wan27.prompts.value
+    assert wan27.frozen_button.layout.display == "none"  # nothing to freeze
+    assert wan27.load_button.layout.display == "none"  # no form given
+    assert "1280×720" in wan27.details.value
+    wan27.close()
+
+
+def test_player_reruns_through_the_jobs_session(make_client):
+    client = make_client()
+    job = client.submit("a lantern on a quay", seed=11, **BASE).result(timeout=120)
+    player = Player(job)
+    player.rerun_button.click()
+    again = player.last_rerun
+    assert again.run_id != job.run_id and again.request.seed == 11
+    assert again.prompt == job.prompt and f"submitted again with the same seed as run " \
+        f"{again.run_id}" in player.message.value
+    player.frozen_button.click()
+    frozen = player.last_rerun
+    assert frozen.prompt == job.actual_prompt and frozen.prompt_extend is False
+    assert frozen.request.seed == 11
+    for new in (again, frozen):
+        new.result(timeout=120)
+    player.close()
+
+
+def test_history_searches_and_loads(studio):
+    client = studio["client"]
+    clear_ratings(studio)
+    studio["wan27"].rate(notes="the best kite so far")
+    loaded = []
+    history = History(client, on_load=loaded.append, limit=5)
+    runs = client.store.runs()
+    n = len(runs)
+    assert history.shown == [r["run_id"] for r in reversed(runs)][:5]  # newest first
+    assert f"{n} of {n} runs in the run log; the newest 5 shown" in history.summary.value
+    history.search.value = "狐狸"
+    fox = [j.run_id for j in studio["exp"].jobs if j.prompt == PROMPTS[1]]
+    assert sorted(history.shown) == sorted(fox)
+    assert f"2 of {n} runs match" in history.summary.value
+    history.search.value = "WAN2.7"  # any case, the model's name
+    assert history.shown == [studio["wan27"].run_id]
+    history.search.value = "best kite"  # every word, in the notes here
+    assert history.shown == [studio["wan27"].run_id]
+    boat = studio["exp"].jobs[0]  # the service's rewrite is searched too
+    word = next(w for w in re.findall(r"[a-z]{5,}", boat.actual_prompt)
+                if not any(w in (r["prompt"] or "") for r in runs))
+    history.search.value = f"{word} boat"
+    assert boat.run_id in history.shown
+    assert all(word in client.store.get_run(r)["actual_prompt"] for r in history.shown)
+    history.search.value = "nothing like this"
+    assert history.shown == [] and f"0 of {n}" in history.summary.value
+    history.search.value = "kite"
+    row = history._rows[0]
+    assert "seed 3" in row.html.value and "720P · 16:9" in row.html.value
+    row.load.click()
+    assert [j.run_id for j in loaded] == [studio["wan27"].run_id]
+    assert loaded[0].request.seed == 3
+    assert "data-lm-suppress-shortcuts" in history.guard.value
+    history.close()
+
+
+def test_user_text_is_escaped_everywhere(studio):
+    xss = studio["xss"]
+    xss.rate(notes=XSS)
+    views = {"gallery": Gallery([xss, *studio["exp"].jobs], rows="prompt", cols=None),
+             "player": Player(xss), "history": History(studio["client"])}
+    markup = {"gallery": views["gallery"].markup(),
+              "player": views["player"].prompts.value + views["player"].details.value,
+              "history": "".join(r.html.value for r in views["history"]._rows)}
+    for name, text in markup.items():
+        assert "<img src=x" not in text, name
+        assert "&lt;img src=x onerror=alert(1)&gt;" in text, name
+    for view in views.values():
+        view.close()
+
+
+def test_posters_are_small_and_a_grid_of_100_loads_nothing_before_play(studio, tmp_path,
+                                                                       monkeypatch):
+    client = studio["client"]
+    source = [j for j in studio["exp"].jobs]
+    # 100 runs of emulator videos: the recorded runs copied (each its own file)
+    rows = []
+    for i in range(100):
+        original = client.store.get_run(source[i % len(source)].run_id)
+        video = Path(client.store.video_file(original))
+        copy = video.with_name(f"copy{i:03d}.mp4")
+        shutil.copyfile(video, copy)
+        rows.append({k: v for k, v in original.items()
+                     if k not in ("run_id", "created_at", "updated_at", "owner",
+                                  "owner_heartbeat", "task_id", *DERIVED)}
+                    | {"video_path": f"videos/{copy.name}", "seed": 1000 + i,
+                       "video_mtime_ns": copy.stat().st_mtime_ns, "experiment": "hundred"})
+    ids = client.store.insert_runs(rows)
+    jobs = [client.attach(run_id) for run_id in ids]
+    monkeypatch.chdir(studio["root"])
+    started = time.perf_counter()
+    gallery = Gallery(jobs, rows=None, cols=None)
+    built = time.perf_counter() - started
+    assert gallery.wait_posters(timeout=240)
+    markup = gallery.markup()
+    videos = re.findall(r"<video [^>]*>", markup)
+    assert len(videos) == 100
+    assert set(re.findall(r'preload="([^"]*)"', markup)) == {"none"}
+    posters = [re.search(r'poster="([^"]*)"', v) for v in videos]
+    assert all(posters), "every video has a poster"
+    assert all(not p.group(1).startswith("data:") for p in posters)  # served, relative
+    total = sum(os.path.getsize(poster_path(j.video)) for j in jobs)
+    assert total < 1_000_000 / 2, total  # well under 1 MB for 100
+    assert built < 10, built
+    # made once: asked again, every poster is the cached one
+    before = [poster_path(j.video).stat().st_mtime_ns for j in jobs[:8]]
+    assert make_posters([j.video for j in jobs[:8]]) == [poster_path(j.video) for j in jobs[:8]]
+    assert [poster_path(j.video).stat().st_mtime_ns for j in jobs[:8]] == before
+    gallery.close()
+    print(f"100-video gallery: built in {built:.2f} s, posters {total / 1000:.0f} kB")
+
+
+def test_an_unreadable_video_gets_no_poster(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b'{"code": "InvalidParameter"}')
+    assert make_posters([bad]) == [None]
+    assert not list(tmp_path.glob("*.jpg")) and not list(tmp_path.glob(".*tmp"))
+
+
+def test_widgets_leave_no_callbacks_on_jobs(studio, make_client):
+    finished = list(studio["exp"].jobs)
+    for _ in range(10):
+        Gallery(finished).close()
+        Player(finished[0]).close()
+        Gallery(finished)  # not closed: a finished job needs no callback at all
+        Player(finished[0])
+    assert all(not j._state.callbacks for j in finished)
+
+    client = make_client()
+    running = [client.submit("a slow tide", seed=s, **BASE) for s in (1, 2)]
+    views = []
+    for _ in range(10):
+        views += [Gallery(running), Player(running[0])]
+    assert len(running[0]._state.callbacks) == 20
+    for view in views[:10]:
+        view.close()
+    assert len(running[0]._state.callbacks) == 10
+    for job in running:  # the rest let go by themselves once their jobs are done
+        job.result(timeout=120)
+    wait_until(lambda: all(not j._state.callbacks for j in running), "callbacks released")
+    # and the views show the finished runs, posters and all
+    gallery = views[-2]
+    assert gallery.wait_posters(timeout=60)
+    assert all("<video" in c.html.value for c in gallery.cards)
+    assert "SUCCEEDED" in views[-1].header.value
+    for view in views[10:]:
+        view.close()
