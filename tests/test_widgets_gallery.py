@@ -14,6 +14,7 @@ import ipywidgets as W
 import pytest
 
 import wan_nb
+from wan_nb.display import gallery as static_gallery
 from wan_nb.emulator.server import EmbeddedEmulator
 from wan_nb.errors import ValidationError
 from wan_nb.media import make_posters, poster_path
@@ -372,3 +373,14 @@ def test_widgets_leave_no_callbacks_on_jobs(studio, make_client):
     assert "SUCCEEDED" in views[-1].header.value
     for view in views[10:]:
         view.close()
+
+
+def test_joblist_and_experiment_galleries_are_the_widget(studio):
+    exp = studio["exp"]
+    for gallery in (exp.gallery(columns=4), exp.jobs.gallery(rows="seed", cols=None),
+                    wan_nb.Experiment("boats", base=BASE, client=studio["client"]).gallery()):
+        assert isinstance(gallery, Gallery)
+        assert sorted(gallery.shown()) == sorted(j.run_id for j in exp.jobs)
+        gallery.close()
+    static = static_gallery(exp.jobs)._repr_html_()  # the static export stays
+    assert static.count("<video") == 4

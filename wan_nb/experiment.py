@@ -326,8 +326,11 @@ class Experiment:
     def export_bundle(self, path: str) -> Any:
         return self.store.export_bundle(path, experiment=self.name)
 
-    def gallery(self, columns: int = 3) -> Any:
-        return self.jobs.gallery(columns)
+    def gallery(self, columns: int | None = None, **options: Any) -> Any:
+        """The Studio's gallery of this experiment's runs (see :meth:`JobList.gallery`)."""
+        from .widgets.gallery import Gallery
+
+        return Gallery(self, columns=columns, **options)
 
     def _repr_html_(self) -> str:
         counts: dict[str, int] = {}

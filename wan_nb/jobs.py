@@ -550,10 +550,13 @@ class JobList(list):
 
         return Tracker(self)
 
-    def gallery(self, columns: int = 3) -> Any:
-        from .display import gallery
+    def gallery(self, columns: int | None = None, **options: Any) -> Any:
+        """The Studio's gallery of these jobs: facets, ratings, blind mode (``rows=``,
+        ``cols=``, ``on_load=``: see :class:`wan_nb.widgets.Gallery`). Static HTML for an
+        export: ``wan_nb.display.gallery(jobs)``."""
+        from .widgets.gallery import Gallery
 
-        return gallery(self, columns=columns)
+        return Gallery(self, columns=columns, **options)
 
     def _repr_html_(self) -> str:
         from .display import jobs_table_html
