@@ -3,10 +3,15 @@ emulator (in-process server, real MP4s, real store), poster frames made by ffmpe
 
 from __future__ import annotations
 
+import functools
+import http.server
+import importlib.util
+import json
 import os
 import random
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -384,3 +389,108 @@ def test_joblist_and_experiment_galleries_are_the_widget(studio):
         gallery.close()
     static = static_gallery(exp.jobs)._repr_html_()  # the static export stays
     assert static.count("<video") == 4
+
+
+CHROMIUM = os.environ.get("WAN_NB_CHROMIUM", "/usr/bin/chromium")
+
+
+class RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files with single byte ranges, as Jupyter serves them: a browser seeks in a
+    video only where its server answers ranges."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def send_head(self):
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        path = Path(self.translate_path(self.path))
+        if match is None or not path.is_file():
+            return super().send_head()
+        size = path.stat().st_size
+        start, end = int(match[1]), min(int(match[2] or size - 1), size - 1)
+        f = open(path, "rb")  # noqa: SIM115 (closed by copyfile's caller)
+        f.seek(start)
+        self.send_response(206)
+        self.send_header("Content-Type", self.guess_type(str(path)))
+        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        self._left = end - start + 1
+        return f
+
+    def copyfile(self, source, outputfile) -> None:
+        left = getattr(self, "_left", None)
+        if left is None:
+            return super().copyfile(source, outputfile)
+        while left > 0 and (chunk := source.read(min(65536, left))):
+            outputfile.write(chunk)
+            left -= len(chunk)
+
+
+@pytest.mark.timeout(180)
+def test_the_shared_control_plays_pauses_and_seeks_every_video_in_chromium(studio):
+    """The gallery's markup put into the page with innerHTML, as ipywidgets 8's HTML view
+    does, in headless Chromium: its inline handlers play, pause and seek the four videos of
+    its own container together, and leave a video outside it alone. Before that, nothing is
+    played or fetched (preload none) and every video shows its poster."""
+    if not os.access(CHROMIUM, os.X_OK) or importlib.util.find_spec("playwright") is None:
+        reason = f"needs Chromium at {CHROMIUM} and the playwright package"
+        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+            pytest.fail(reason + " (CI is set)", pytrace=False)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    root = studio["root"]
+    gallery = Gallery(studio["exp"])
+    assert gallery.wait_posters(timeout=60)
+    parts = [gallery.sync.value, *(c.html.value for c in gallery.cards)]
+    outside = studio["xss"].video
+    page_html = (
+        "<!doctype html><meta charset=utf-8><div id=outer></div>"
+        f"<video id=outside muted preload=none src='{os.path.relpath(outside, root)}'></video>"
+        "<script>const g=document.createElement('div');"
+        f"g.className='wan-gallery {gallery._css}';"
+        f"for(const part of {json.dumps(parts)}){{const d=document.createElement('div');"
+        "d.innerHTML=part;g.appendChild(d);}document.getElementById('outer').appendChild(g);"
+        "</script>")
+    (root / "gallery.html").write_text(page_html, encoding="utf-8")
+    handler = functools.partial(RangeHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state = ("() => Array.from(document.querySelectorAll('video')).map(v => "
+             "({id: v.id, paused: v.paused, t: v.currentTime, ready: v.readyState, "
+             "poster: v.getAttribute('poster'), preload: v.getAttribute('preload')}))")
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                         args=["--no-sandbox", "--disable-gpu",
+                                               "--autoplay-policy=no-user-gesture-required"])
+            try:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{server.server_address[1]}/gallery.html")
+                videos = page.evaluate(state)
+                inside = [v for v in videos if v["id"] != "outside"]
+                assert len(inside) == 4
+                assert all(v["preload"] == "none" and v["poster"] for v in inside)
+                assert all(v["ready"] == 0 for v in inside)  # nothing fetched yet
+                page.click("button.wan-playall")
+                page.wait_for_function(
+                    "() => Array.from(document.querySelectorAll('.wan-gallery video'))"
+                    ".every(v => !v.paused && v.currentTime > 0.3)", timeout=60_000)
+                assert page.evaluate(state)[-1]["paused"]  # the video outside: untouched
+                assert page.inner_text("button.wan-playall") == "⏸ Pause all"
+                page.click("button.wan-playall")
+                assert all(v["paused"] for v in page.evaluate(state))
+                page.fill("input.wan-seek", "2.5")
+                page.wait_for_function(
+                    "() => Array.from(document.querySelectorAll('.wan-gallery video'))"
+                    ".every(v => Math.abs(v.currentTime - 2.5) < 0.05)", timeout=30_000)
+                assert page.evaluate(state)[-1]["t"] == 0
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        gallery.close()
