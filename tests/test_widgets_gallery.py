@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import ipywidgets as W
+from ipywidgets.widgets import widget as widget_module
 import pytest
 
 import wan_nb
@@ -352,9 +353,13 @@ def test_an_unreadable_video_gets_no_poster(tmp_path):
 
 def test_widgets_leave_no_callbacks_on_jobs(studio, make_client):
     finished = list(studio["exp"].jobs)
+    models = len(widget_module._instances)
     for _ in range(10):
-        Gallery(finished).close()
-        Player(finished[0]).close()
+        for view in (Gallery(finished, on_load=print), Player(finished[0], on_load=print),
+                     History(studio["client"], on_load=print)):
+            view.close()
+    assert len(widget_module._instances) == models  # every model closed, layouts and styles too
+    for _ in range(10):
         Gallery(finished)  # not closed: a finished job needs no callback at all
         Player(finished[0])
     assert all(not j._state.callbacks for j in finished)

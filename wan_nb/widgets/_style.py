@@ -137,3 +137,14 @@ def shortcut_guard(container_class: str) -> str:
           "if(c){c.setAttribute('data-lm-suppress-shortcuts','true');}")
     return (f'<img src="{_PIXEL}" alt="" width="1" height="1" style="display:none" '
             f'onload="{esc(js)}">')
+
+
+def close_all(*widgets: Any) -> None:
+    """Close widgets with their layouts and styles (each a model of its own, which
+    ``Widget.close`` leaves behind), each once: shared layouts and styles are fine."""
+    seen: set[int] = set()
+    for widget in widgets:
+        for part in (widget, getattr(widget, "layout", None), getattr(widget, "style", None)):
+            if part is not None and id(part) not in seen:
+                seen.add(id(part))
+                part.close()

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import ipywidgets as W
+from ipywidgets.widgets.widget_selection import ToggleButtonsStyle
+from ipywidgets.widgets.widget_string import HTMLStyle
 
 from .. import runtime
 from ..errors import ValidationError, WanError
@@ -44,6 +46,7 @@ FACETS: dict[str, str] = {
 _AUTO = ("prompt", "model", "seed", "resolution", "ratio", "duration", "negative_prompt",
          "prompt_extend", "audio_mode", "shot_type", "watermark", "experiment")
 AUTO = "auto"  # rows=/cols= default: the first parameters that vary
+AUTO_MAX = 8  # ... with at most this many values
 ORDERS = (("as run", "run"), ("rating, best first", "best"), ("rating, worst first", "worst"))
 
 
@@ -84,33 +87,56 @@ def _sort_key(rating: float | None, order: str) -> float:
     return -rating if order == "best" else rating
 
 
+class _Shared:
+    """Layouts and styles every card uses: one model each instead of one per card (a grid of
+    a hundred videos is ~500 widget models, not ~1900)."""
+
+    def __init__(self) -> None:
+        self.html_layout = W.Layout(width="100%")
+        self.html_style = HTMLStyle()
+        self.buttons_layout = W.Layout()
+        self.rating_style = ToggleButtonsStyle(button_width="28px", description_width="50px")
+        self.keep_style = ToggleButtonsStyle(button_width="60px", description_width="50px")
+        self.load_layout = W.Layout(width="auto")
+        self.load_style = W.ButtonStyle()
+        self.box_layout = W.Layout(border=f"1px solid {S.BORDER}", padding="4px",
+                                   margin="0 0 4px 0", min_width="0")
+        self.cell_layout = W.Layout(min_width="0")
+        self.header_layout = W.Layout()
+        self.header_style = HTMLStyle()
+
+    def widgets(self) -> list[W.Widget]:
+        return list(vars(self).values())
+
+
 class _Card:
     """One video: its markup, rating and verdict controls, and load button."""
 
     def __init__(self, gallery: Gallery, job: Any):
+        shared = gallery._shared
         self.gallery = gallery
         self.job = job
         self.poster = cached_poster(job.video) if job.video else None
-        self.html = W.HTML(layout=W.Layout(width="100%"))
+        self.html = W.HTML(layout=shared.html_layout, style=shared.html_style)
         self.rating = W.ToggleButtons(
             options=[(str(i), i) for i in range(1, 6)], value=job.rating, description="Rating",
-            tooltips=[f"rate {i} of 5" for i in range(1, 6)],
-            style={"button_width": "28px", "description_width": "50px"})
+            tooltips=[f"rate {i} of 5" for i in range(1, 6)], style=shared.rating_style,
+            layout=shared.buttons_layout)
         self.keep = W.ToggleButtons(
             options=[("Keep", True), ("Reject", False)], value=job.keep, description="Verdict",
-            tooltips=["keep this video", "reject this video"],
-            style={"button_width": "60px", "description_width": "50px"})
+            tooltips=["keep this video", "reject this video"], style=shared.keep_style,
+            layout=shared.buttons_layout)
         self.rating.observe(lambda change: gallery._rated(self, change["new"]), "value")
         self.keep.observe(lambda change: gallery._kept(self, change["new"]), "value")
         children: list[W.Widget] = [self.html, self.rating, self.keep]
         self.load: W.Button | None = None
         if gallery._on_load is not None:
-            self.load = W.Button(description="Load into form",
+            self.load = W.Button(description="Load into form", layout=shared.load_layout,
+                                 style=shared.load_style,
                                  tooltip="Fill the generation form with this run's settings")
             self.load.on_click(lambda _b: gallery._load(self))
             children.append(self.load)
-        self.box = W.VBox(children, layout=W.Layout(
-            border=f"1px solid {S.BORDER}", padding="4px", margin="0 0 4px 0", min_width="0"))
+        self.box = W.VBox(children, layout=shared.box_layout)
 
     def widgets(self) -> list[W.Widget]:
         return [w for w in (self.html, self.rating, self.keep, self.load, self.box) if w]
@@ -136,6 +162,7 @@ class Gallery(W.VBox):
         self._listening: list[_Card] = []  # first: close() (also from __del__) reads them
         self._cards: list[_Card] = []
         self._layout_widgets: list[W.Widget] = []
+        self._shared = _Shared()
         self.jobs = _as_jobs(jobs)
         self._on_load = on_load
         self.columns = max(1, int(columns)) if columns else None
@@ -150,7 +177,9 @@ class Gallery(W.VBox):
         self._posters: concurrent.futures.Future[None] | None = None
         self._varying = [n for n in FACETS if len({_hashable(facet_value(j, n))
                                                    for j in self.jobs}) > 1]
-        auto = [n for n in _AUTO if n in self._varying and n not in (rows, cols)]
+        # picked by default: parameters with a few values (a hundred seeds make no columns)
+        auto = [n for n in _AUTO if n in self._varying and n not in (rows, cols)
+                and len({_hashable(facet_value(j, n)) for j in self.jobs}) <= AUTO_MAX]
         if rows == AUTO and cols == AUTO:
             rows, cols = (auto[0], auto[1]) if len(auto) > 1 else (None, next(iter(auto), None))
         elif rows == AUTO:
@@ -174,9 +203,9 @@ class Gallery(W.VBox):
         for widget in (self.rows, self.cols, self.order):
             widget.observe(lambda _c: self._relayout(), "value")
         self.blind.observe(lambda change: self._set_blind(change["new"]), "value")
-        controls = W.HBox([self.rows, self.cols, self.order, self.blind],
-                          layout=W.Layout(flex_flow="row wrap"))
-        super().__init__([controls, self.sync, self.status, self.grid], **kwargs)
+        self.controls = W.HBox([self.rows, self.cols, self.order, self.blind],
+                               layout=W.Layout(flex_flow="row wrap"))
+        super().__init__([self.controls, self.sync, self.status, self.grid], **kwargs)
         self.add_class("wan-gallery")
         self.add_class(self._css)
         self._listening = [c for c in self._cards if not c.job.done]
@@ -251,12 +280,13 @@ class Gallery(W.VBox):
         for card in self._cards:
             card.render()
         for widget in old:
-            widget.close()
+            widget.close()  # headers and cells: their layouts and styles are shared
         self._update_status()
 
     def _header(self, text: str, title: str | None = None) -> W.HTML:
         label = W.HTML(f"<div style='font-weight:bold;color:{S.FG};overflow-wrap:anywhere' "
-                       f"title='{S.esc(title or text)}'>{S.short(text, 120)}</div>")
+                       f"title='{S.esc(title or text)}'>{S.short(text, 120)}</div>",
+                       layout=self._shared.header_layout, style=self._shared.header_style)
         self._layout_widgets.append(label)
         return label
 
@@ -318,7 +348,7 @@ class Gallery(W.VBox):
                 members = [c.box for c in cards
                            if (rows is None or _same(facet_value(c.job, rows), row_value))
                            and (cols is None or _same(facet_value(c.job, cols), col_value))]
-                cell = W.VBox(members, layout=W.Layout(min_width="0"))
+                cell = W.VBox(members, layout=self._shared.cell_layout)
                 self._layout_widgets.append(cell)
                 children.append(cell)
         self.grid.children = children
@@ -448,12 +478,12 @@ class Gallery(W.VBox):
             card.job.off_change(self._changed)
         self._listening = []
         parts = [getattr(self, name, None) for name in ("rows", "cols", "order", "blind",
-                                                          "status", "sync", "grid")]
-        for widget in [*self._layout_widgets, *(w for c in self._cards for w in c.widgets()),
-                       *parts]:
-            if widget is not None:
-                widget.close()
+                                                          "status", "sync", "grid", "controls")]
+        S.close_all(*self._layout_widgets, *(w for c in self._cards for w in c.widgets()),
+                    *(p for p in parts if p is not None),
+                    *(self._shared.widgets() if hasattr(self, "_shared") else []))
         self._layout_widgets = []
+        S.close_all(self.layout)
         super().close()
 
     # -- the shared play / pause / seek control ------------------------------------------------

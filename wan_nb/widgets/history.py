@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as W
+from ipywidgets.widgets.widget_string import HTMLStyle
 
 from ..errors import WanError
 from . import _style as S
@@ -64,11 +65,12 @@ def row_html(row: dict[str, Any]) -> str:
 
 
 class _Row:
-    def __init__(self, history: History):
+    def __init__(self, history: History, shared: list[W.Widget]):
+        html_layout, html_style, load_layout, load_style = shared
         self.run_id: str | None = None
-        self.html = W.HTML(layout=W.Layout(flex="1 1 auto", min_width="0"))
-        self.load = W.Button(description="Load into form", layout=W.Layout(
-            width="auto", flex="0 0 auto"), tooltip="Fill the generation form with this run")
+        self.html = W.HTML(layout=html_layout, style=html_style)
+        self.load = W.Button(description="Load into form", layout=load_layout, style=load_style,
+                             tooltip="Fill the generation form with this run")
         self.load.on_click(lambda _b: history._load(self.run_id))
         if history._on_load is None:
             self.load.layout.display = "none"
@@ -103,10 +105,14 @@ class History(W.VBox):
                                        layout=W.Layout(width="auto"))
         self.summary = W.HTML()
         self.guard = W.HTML(S.shortcut_guard(css), layout=W.Layout(height="0px"))
-        self._rows = [_Row(self) for _ in range(limit)]
+        # one layout and style for all rows' text and buttons: fewer widget models
+        self._shared: list[W.Widget] = [W.Layout(flex="1 1 auto", min_width="0"), HTMLStyle(),
+                                        W.Layout(width="auto", flex="0 0 auto"), W.ButtonStyle()]
+        self._rows = [_Row(self, self._shared) for _ in range(limit)]
         self.search.observe(lambda _c: self._show(), "value")
         self.refresh_button.on_click(lambda _b: self.refresh())
-        super().__init__([self.guard, W.HBox([self.search, self.refresh_button]), self.summary,
+        self.bar = W.HBox([self.search, self.refresh_button])
+        super().__init__([self.guard, self.bar, self.summary,
                           *(r.box for r in self._rows)], **kwargs)
         self.add_class("wan-history")
         self.add_class(css)
@@ -143,9 +149,8 @@ class History(W.VBox):
             self.summary.value = S.error(e)
 
     def close(self) -> None:
-        for row in self._rows:
-            for widget in (row.html, row.load, row.box):
-                widget.close()
-        for widget in (self.search, self.refresh_button, self.summary, self.guard):
-            widget.close()
+        """Close the views, with their layouts and styles."""
+        S.close_all(*(w for row in self._rows for w in (row.html, row.load, row.box)),
+                    self.search, self.refresh_button, self.bar, self.summary, self.guard,
+                    *self._shared, self.layout)
         super().close()

@@ -125,9 +125,9 @@ class Player(W.VBox):
         self.frozen_button.on_click(lambda _b: self._rerun(True))
         if on_load is None:
             self.load_button.layout.display = "none"
-        buttons = W.HBox([self.load_button, self.rerun_button, self.frozen_button],
-                         layout=W.Layout(flex_flow="row wrap"))
-        super().__init__([self.header, self.video, self.prompts, self.details, buttons,
+        self.buttons = W.HBox([self.load_button, self.rerun_button, self.frozen_button],
+                              layout=W.Layout(flex_flow="row wrap"))
+        super().__init__([self.header, self.video, self.prompts, self.details, self.buttons,
                           self.message], **kwargs)
         self.add_class("wan-player")
         self._listening = not job.done
@@ -149,9 +149,9 @@ class Player(W.VBox):
     def close(self) -> None:
         """Release the job's callback and close the widget's views."""
         self._release()
-        for child in (self.header, self.video, self.prompts, self.details, self.message,
-                      self.load_button, self.rerun_button, self.frozen_button):
-            child.close()
+        S.close_all(self.header, self.video, self.prompts, self.details, self.message,
+                    self.load_button, self.rerun_button, self.frozen_button, self.buttons,
+                    self.layout)
         super().close()
 
     def refresh(self) -> None:
