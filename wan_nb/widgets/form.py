@@ -136,9 +136,10 @@ class GenerationForm(W.VBox):
                                     indent=False, layout=W.Layout(width="auto"))
         self.multi_shot = W.Checkbox(description="Multi-shot", value=False, indent=False,
                                      layout=W.Layout(width="auto"))
-        self.audio = W.ToggleButtons(description="Audio", options=fc.audio_options(spec),
-                                     value=spec.default_audio,
-                                     style={**_LABEL, "button_width": "5.5em"})
+        self.audio = W.Dropdown(description="Audio", options=fc.audio_options(spec),
+                                value=spec.default_audio, style=_LABEL,
+                                tooltip="auto: the model's own sound; custom: your WAV/MP3 "
+                                        "file or URL; silent: no sound")
         self.audio_url = W.Text(description="Audio URL", continuous_update=False,
                                 placeholder="https://…, oss://… or a local .wav/.mp3 path",
                                 layout=W.Layout(width="100%"), style=_LABEL)
@@ -179,7 +180,7 @@ class GenerationForm(W.VBox):
             "negative_prompt": W.VBox([self.negative_prompt,
                                        under(h["negative_count"]),
                                        under(e["negative_prompt"])]),
-            "model": line(self.model, h["model_note"], e["model"]),
+            "model": W.VBox([line(self.model, e["model"]), under(h["model_note"])]),
             "picture": line(self.resolution, self.ratio, h["pixels"], e["resolution"],
                             e["ratio"]),
             "duration": line(self.duration, e["duration"]),
@@ -191,8 +192,11 @@ class GenerationForm(W.VBox):
                              line(self.audio_url),
                              under(self.audio_file, h["audio_note"])]),
             "estimate": under(h["estimate"]),
-            "actions": line(self.generate, self.confirm_threshold, h["status"]),
-            "confirm": line(h["confirm_text"], self.confirm, self.cancel_confirm),
+            "actions": line(W.HTML(layout=W.Layout(width="10em")), self.generate,
+                            self.confirm_threshold, h["status"]),
+            "confirm": W.HBox([h["confirm_text"], self.confirm, self.cancel_confirm],
+                              layout=W.Layout(margin=_INDENT, align_items="center",
+                                              flex_flow="row wrap")),
         }
         self._audio_custom = [self._rows["audio"].children[1], self._rows["audio"].children[2]]
         _show(self.confirm_threshold, self.live)

@@ -224,6 +224,7 @@ def duration_options(spec: ModelSpec) -> list[tuple[str, int]]:
 
 
 def audio_options(spec: ModelSpec) -> list[tuple[str, str]]:
+    """auto (the model's own sound), custom (a file or URL), silent: what the model takes."""
     return [(m, m) for m in spec.audio_modes]
 
 
