@@ -446,6 +446,38 @@ def test_the_live_service_asks_before_a_paid_run_above_the_threshold(live):
         form.close()
 
 
+def test_a_model_the_region_does_not_offer_is_refused_beside_the_model(make_emulator,
+                                                                       tmp_path):
+    emu = make_emulator()
+    virginia = wan_nb.Client(emu.api_key, base_url=emu.base_url, backend="live:virginia",
+                             region="virginia", store=tmp_path / "virginia")
+    virginia.emulator = emu
+    form = GenerationForm(virginia)
+    try:
+        fill(form, "wan2.7-t2v", prompt="a kite", resolution="720P", duration=2)
+        assert "offered in singapore, beijing, not virginia" in text(form._errors["model"])
+        before = sent(virginia)
+        assert form.generate_now() is None and "virginia offers" in text(form._errors["model"])
+        time.sleep(0.3)
+        assert sent(virginia) == before
+        form.model.value = "wan2.6-t2v-us"
+        assert text(form._errors["model"]) == ""
+    finally:
+        form.close()
+        virginia.close()
+
+
+def test_a_closed_session_is_said_not_raised(session):
+    form = GenerationForm(session)
+    try:
+        form.prompt.value = "a kite"
+        session.close()
+        form.generate.click()
+        assert form.generate_now() is None and "closed" in text(form._html["status"])
+    finally:
+        form.close()
+
+
 def test_the_emulator_never_asks(form, session):
     assert not form.live and not shown(form.confirm_threshold)
     fill(form, "wan3.0-video-prime", prompt="a kite", resolution="1080P", duration=30)

@@ -97,6 +97,9 @@ class GenerationForm(W.VBox):
         self._attempted = False
         self._spec = catalog.get_model(catalog.DEFAULT_MODEL)
         self._checker = fc.Checker()
+        #: the session's region (None: not known), whose models the form checks before sending
+        self.region: str | None = getattr(getattr(getattr(session, "aio", None), "config", None),
+                                          "region", None)
         self._build(confirm_above_usd)
         super().__init__(self._layout(), **kwargs)
         self.add_class(fc.FORM_CLASS)
@@ -392,7 +395,7 @@ class GenerationForm(W.VBox):
         return GenerationRequest(**self._params())
 
     def _problems(self) -> list[tuple[str, str]]:
-        return self._checker(self._params())
+        return self._checker(self._params(), self.region)
 
     def _refresh(self) -> None:
         """Counts, pixel size, problems beside their controls and the estimate, from the
@@ -459,6 +462,7 @@ class GenerationForm(W.VBox):
         self._cancel_pending()
         try:
             request = self.request()
+            catalog.check_region(request.model, self.region)
         except ValidationError as e:
             self._show_errors(e.errors)
             n = len(e.errors)

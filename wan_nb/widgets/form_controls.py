@@ -229,18 +229,25 @@ def audio_options(spec: ModelSpec) -> list[tuple[str, str]]:
 
 
 class Checker:
-    """Every problem of a form's parameters (pure validation), plus a local audio file's,
-    read once per path, model and file version (not on every keystroke)."""
+    """Every problem of a form's parameters (pure validation; a model the session's region
+    does not offer), plus a local audio file's, read once per path, model and file version
+    (not on every keystroke)."""
 
     def __init__(self) -> None:
         self._audio: tuple[tuple[Any, ...], list[str]] | None = None
 
-    def __call__(self, params: dict[str, Any]) -> list[tuple[str, str]]:
+    def __call__(self, params: dict[str, Any],
+                 region: str | None = None) -> list[tuple[str, str]]:
         try:
             GenerationRequest.from_params(params, stored=True)
             errors: list[tuple[str, str]] = []
         except ValidationError as e:
             errors = list(e.errors)
+        if not any(f == "model" for f, _ in errors):
+            try:
+                catalog.check_region(str(params.get("model")), region)
+            except ValidationError as e:
+                errors += e.errors
         url = params.get("audio_url")
         if not url or any(f in ("audio", "audio_url") for f, _ in errors) or \
                 str(url).startswith(("http://", "https://", "oss://")):
