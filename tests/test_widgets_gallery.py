@@ -118,6 +118,10 @@ def test_two_parameters_facet_a_labelled_grid(studio):
     mixed.close()
     with pytest.raises(ValidationError, match="rows='colour' is not a parameter"):
         Gallery(jobs, rows="colour")
+    with pytest.raises(ValidationError, match="columns must be a whole number >= 1"):
+        Gallery(jobs, columns=0)
+    with pytest.raises(ValidationError, match="limit must be a whole number >= 1"):
+        History(studio["client"], limit=0)
 
 
 def test_a_rating_and_a_verdict_reach_the_store_at_once(studio):
@@ -438,7 +442,8 @@ def test_the_shared_control_plays_pauses_and_seeks_every_video_in_chromium(studi
     """The gallery's markup put into the page with innerHTML, as ipywidgets 8's HTML view
     does, in headless Chromium: its inline handlers play, pause and seek the four videos of
     its own container together, and leave a video outside it alone. Before that, nothing is
-    played or fetched (preload none) and every video shows its poster."""
+    played or fetched (preload none) and every video shows its poster. The History's guard
+    marks its container with data-lm-suppress-shortcuts the same way."""
     if not os.access(CHROMIUM, os.X_OK) or importlib.util.find_spec("playwright") is None:
         reason = f"needs Chromium at {CHROMIUM} and the playwright package"
         if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
@@ -451,8 +456,10 @@ def test_the_shared_control_plays_pauses_and_seeks_every_video_in_chromium(studi
     assert gallery.wait_posters(timeout=60)
     parts = [gallery.sync.value, *(c.html.value for c in gallery.cards)]
     outside = studio["xss"].video
+    history = History(studio["client"])
     page_html = (
-        "<!doctype html><meta charset=utf-8><div id=outer></div>"
+        f"<!doctype html><meta charset=utf-8><div id=history class='{history._css}'>"
+        f"<div>{history.guard.value}</div><input id=search></div><div id=outer></div>"
         f"<video id=outside muted preload=none src='{os.path.relpath(outside, root)}'></video>"
         "<script>const g=document.createElement('div');"
         f"g.className='wan-gallery {gallery._css}';"
@@ -493,9 +500,14 @@ def test_the_shared_control_plays_pauses_and_seeks_every_video_in_chromium(studi
                     "() => Array.from(document.querySelectorAll('.wan-gallery video'))"
                     ".every(v => Math.abs(v.currentTime - 2.5) < 0.05)", timeout=30_000)
                 assert page.evaluate(state)[-1]["t"] == 0
+                # the History's container is marked: keys typed in it skip notebook shortcuts
+                page.wait_for_function("() => document.getElementById('history')"
+                                       ".hasAttribute('data-lm-suppress-shortcuts')",
+                                       timeout=10_000)
             finally:
                 browser.close()
     finally:
         server.shutdown()
         server.server_close()
         gallery.close()
+        history.close()

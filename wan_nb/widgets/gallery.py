@@ -119,11 +119,13 @@ class _Card:
         self.poster = cached_poster(job.video) if job.video else None
         self.html = W.HTML(layout=shared.html_layout, style=shared.html_style)
         self.rating = W.ToggleButtons(
-            options=[(str(i), i) for i in range(1, 6)], value=job.rating, description="Rating",
+            options=[(str(i), i) for i in range(1, 6)], description="Rating",
+            value=job.rating if job.rating in range(1, 6) else None,
             tooltips=[f"rate {i} of 5" for i in range(1, 6)], style=shared.rating_style,
             layout=shared.buttons_layout)
         self.keep = W.ToggleButtons(
-            options=[("Keep", True), ("Reject", False)], value=job.keep, description="Verdict",
+            options=[("Keep", True), ("Reject", False)], description="Verdict",
+            value=job.keep if isinstance(job.keep, bool) else None,
             tooltips=["keep this video", "reject this video"], style=shared.keep_style,
             layout=shared.buttons_layout)
         self.rating.observe(lambda change: gallery._rated(self, change["new"]), "value")
@@ -165,7 +167,11 @@ class Gallery(W.VBox):
         self._shared = _Shared()
         self.jobs = _as_jobs(jobs)
         self._on_load = on_load
-        self.columns = max(1, int(columns)) if columns else None
+        if columns is not None and (isinstance(columns, bool) or not isinstance(columns, int)
+                                    or columns < 1):
+            raise ValidationError([("columns", f"columns must be a whole number >= 1 (videos "
+                                               f"per row), not {columns!r}")])
+        self.columns = columns
         self.blind_seed = random.SystemRandom().randrange(2**32) if seed is None else int(seed)
         self._css = f"wan-gallery-{uuid.uuid4().hex[:12]}"
         self._quiet = False

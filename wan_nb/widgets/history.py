@@ -20,7 +20,7 @@ from typing import Any
 import ipywidgets as W
 from ipywidgets.widgets.widget_string import HTMLStyle
 
-from ..errors import WanError
+from ..errors import ValidationError, WanError
 from . import _style as S
 
 #: The fields a search looks in.
@@ -91,14 +91,17 @@ class History(W.VBox):
 
     def __init__(self, session: Any, *, on_load: Callable[[Any], Any] | None = None,
                  limit: int = 50, **kwargs: Any):
+        self._rows: list[_Row] = []  # first: close() (also from __del__) reads them
+        self._shared: list[W.Widget] = []
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"limit must be a whole number >= 1, not {limit!r}")
+            raise ValidationError([("limit", f"limit must be a whole number >= 1 (how many "
+                                             f"runs to show), not {limit!r}")])
         self.session = session
         self._on_load = on_load
         self.limit = limit
         self._runs: list[dict[str, Any]] = []
         self.shown: list[str] = []  # run ids on screen, newest first
-        css = f"wan-history-{uuid.uuid4().hex[:12]}"
+        self._css = css = f"wan-history-{uuid.uuid4().hex[:12]}"
         self.search = W.Text(description="Search", placeholder="prompt, model, variant, notes…",
                              continuous_update=True, layout=W.Layout(flex="1 1 auto"))
         self.refresh_button = W.Button(description="Refresh", tooltip="Read the store again",
@@ -106,8 +109,8 @@ class History(W.VBox):
         self.summary = W.HTML()
         self.guard = W.HTML(S.shortcut_guard(css), layout=W.Layout(height="0px"))
         # one layout and style for all rows' text and buttons: fewer widget models
-        self._shared: list[W.Widget] = [W.Layout(flex="1 1 auto", min_width="0"), HTMLStyle(),
-                                        W.Layout(width="auto", flex="0 0 auto"), W.ButtonStyle()]
+        self._shared = [W.Layout(flex="1 1 auto", min_width="0"), HTMLStyle(),
+                        W.Layout(width="auto", flex="0 0 auto"), W.ButtonStyle()]
         self._rows = [_Row(self, self._shared) for _ in range(limit)]
         self.search.observe(lambda _c: self._show(), "value")
         self.refresh_button.on_click(lambda _b: self.refresh())
@@ -150,7 +153,8 @@ class History(W.VBox):
 
     def close(self) -> None:
         """Close the views, with their layouts and styles."""
+        parts = [getattr(self, name, None) for name in ("search", "refresh_button", "bar",
+                                                          "summary", "guard")]
         S.close_all(*(w for row in self._rows for w in (row.html, row.load, row.box)),
-                    self.search, self.refresh_button, self.bar, self.summary, self.guard,
-                    *self._shared, self.layout)
+                    *(p for p in parts if p is not None), *self._shared, self.layout)
         super().close()
