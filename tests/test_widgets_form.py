@@ -312,6 +312,16 @@ def test_the_browser_channel_carries_the_prompt_and_clicks_generate(form):
     assert "data-lm-suppress-shortcuts" in form._hook.value and "onerror=" in form._hook.value
 
 
+def test_the_shortcut_guard_is_reusable_for_other_containers():
+    guard = fc.guard_html("wan-nb-studio")
+    assert "closest(&#x27;.wan-nb-studio&#x27;)" in guard and "data-lm-suppress-shortcuts" in guard
+    assert "wan-nb-submit-channel" not in guard  # the form's Ctrl+Enter is the form's only
+    assert "wan-nb-submit-channel" in fc.hook_html()
+    for bad in ("a b", "x');alert(1);('", "", "1abc"):
+        with pytest.raises(ValidationError, match="not a CSS class"):
+            fc.guard_html(bad)
+
+
 def test_a_failing_on_submit_still_sends_and_says_so(session):
     def boom(job):
         raise RuntimeError("tracker broke")

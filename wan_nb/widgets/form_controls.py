@@ -59,7 +59,7 @@ FIELD_CONTROL = {"prompt": "prompt", "negative_prompt": "negative_prompt", "mode
 #    per-model buffer whenever one is unanswered, so a click right after typing could reach the
 #    kernel before the last characters did. The kernel sets the texts, then clicks Generate
 #    (every on_click handler runs, as for a plain click).
-_HOOK_JS = """(function (img) {
+_GUARD_JS = """(function (img) {
   img.onerror = null;
   var tries = 0;
   function mark(box) {
@@ -70,49 +70,71 @@ _HOOK_JS = """(function (img) {
       }
     }
   }
-  function text(box, cls) {
-    var ta = box.querySelector('.' + cls + ' textarea');
-    return ta ? ta.value : null;
-  }
-  function send(box, source) {
-    var input = box.querySelector('.%(channel)s input');
-    if (!input) { return false; }
-    input.value = JSON.stringify({n: Date.now() + Math.random(), source: source,
-      texts: {prompt: text(box, '%(prompt)s'), negative_prompt: text(box, '%(negative)s')}});
-    input.dispatchEvent(new Event('change', {bubbles: true}));
-    return true;
-  }
   function setup() {
-    var box = img.closest('.%(form)s');
+    var box = img.closest('.%(container)s');
     if (!box) { if (tries++ < 600) { setTimeout(setup, 50); } return; }
     if (box.getAttribute('data-wan-nb-hooked')) { return; }
     box.setAttribute('data-wan-nb-hooked', '1');
     box.setAttribute('data-lm-suppress-shortcuts', 'true');
     mark(box);
     new MutationObserver(function () { mark(box); }).observe(box, {childList: true, subtree: true});
+    %(extra)s
+  }
+  setup();
+})(this);"""
+
+_FORM_JS = """function text(cls) {
+      var ta = box.querySelector('.' + cls + ' textarea');
+      return ta ? ta.value : null;
+    }
+    function send(source) {
+      var input = box.querySelector('.%(channel)s input');
+      if (!input) { return false; }
+      input.value = JSON.stringify({n: Date.now() + Math.random(), source: source,
+        texts: {prompt: text('%(prompt)s'), negative_prompt: text('%(negative)s')}});
+      input.dispatchEvent(new Event('change', {bubbles: true}));
+      return true;
+    }
     box.addEventListener('keydown', function (e) {
       if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && e.target.closest
           && e.target.closest('.%(prompt)s, .%(negative)s')) {
         e.preventDefault();
         e.stopPropagation();
         var b = box.querySelector('.%(generate)s');
-        if (!(b && b.disabled)) { send(box, 'ctrl-enter'); }
+        if (!(b && b.disabled)) { send('ctrl-enter'); }
       }
     }, true);
     box.addEventListener('click', function (e) {
       var b = e.target.closest ? e.target.closest('.%(generate)s') : null;
-      if (b && !b.disabled && send(box, 'click')) { e.preventDefault(); e.stopPropagation(); }
-    }, true);
-  }
-  setup();
-})(this);""" % {"channel": CHANNEL_CLASS, "prompt": PROMPT_CLASS, "negative": NEGATIVE_CLASS,
-                "form": FORM_CLASS, "generate": GENERATE_CLASS}
+      if (b && !b.disabled && send('click')) { e.preventDefault(); e.stopPropagation(); }
+    }, true);""" % {"channel": CHANNEL_CLASS, "prompt": PROMPT_CLASS,
+                     "negative": NEGATIVE_CLASS, "generate": GENERATE_CLASS}
+
+_CLASS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def _img(js: str) -> str:
+    return (f'<img src="data:," alt="" width="0" height="0" style="display:block" '
+            f'onerror="{html.escape(js, quote=True)}">')
+
+
+def guard_html(container_class: str) -> str:
+    """Markup for a ``W.HTML`` placed inside a box that has the CSS class
+    ``container_class`` (``box.add_class(...)``): once rendered, it sets
+    ``data-lm-suppress-shortcuts`` on that box and on every focusable element in it (later ones
+    too), so no key pressed in the box reaches JupyterLab's shortcuts, and marks the box
+    ``data-wan-nb-hooked="1"``. Runs from an invisible image's failed load (see the module's
+    notes on why)."""
+    if not _CLASS_NAME.match(container_class):
+        raise ValidationError([("container_class", f"{container_class!r} is not a CSS class "
+                                                   "name (letters, digits, '-' and '_')")])
+    return _img(_GUARD_JS % {"container": container_class, "extra": ""})
 
 
 def hook_html() -> str:
-    """The markup of the hook: an invisible image whose failed load runs :data:`_HOOK_JS`."""
-    return (f'<img src="data:," alt="" width="0" height="0" style="display:block" '
-            f'onerror="{html.escape(_HOOK_JS, quote=True)}">')
+    """The form's hook: :func:`guard_html` for the form, plus Ctrl+Enter and Generate sending
+    the prompts' text through the hidden channel."""
+    return _img(_GUARD_JS % {"container": FORM_CLASS, "extra": _FORM_JS})
 
 
 def error_html(messages: list[str]) -> str:
