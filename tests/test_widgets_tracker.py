@@ -143,3 +143,26 @@ def test_user_text_is_escaped(make_client, prompt):
     assert "&lt;" in tracker._rows[0].title.value
     job.result(timeout=120)
     tracker.close()
+
+
+def test_a_job_added_from_two_threads_at_once_shows_once(make_client):
+    import threading
+
+    client = make_client()
+    for _ in range(20):
+        tracker = Tracker()
+        job = client.submit("twice", seed=1, **SMALL)
+        go = threading.Barrier(2)
+
+        def add(job=job, tracker=tracker, go=go):
+            go.wait()
+            tracker.add(job)
+
+        threads = [threading.Thread(target=add) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(tracker._rows) == 1 and len(tracker.children) == 2
+        tracker.close()
+    client.jobs.cancel()

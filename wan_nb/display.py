@@ -38,6 +38,57 @@ def video_src(path: str | None) -> str | None:
     return None
 
 
+# Inside a widget (an ipywidgets HTML), JupyterLab does not resolve a relative src the way it
+# does in a cell's output (its rendermime resolver turns it into the server's /files/ URL): the
+# browser would resolve it against the page's /lab/tree/... URL and find nothing. So a video
+# carries its absolute path, and a 1×1 image's onload (inline handlers of a widget's markup
+# run; a <script> would not) makes the /files/ URL from the page's own configuration: the
+# server's root folder and base URL (JupyterLab and Notebook 7 publish both). Elements whose
+# src is already a URL (a cell's output, a data: URL) are left alone; so is a page without that
+# configuration (VS Code: see video_src's data URL fallback).
+_PIXEL = "data:image/gif;base64,R0lGODlhAQABAAAAACH5BAEKAAEALAAAAAABAAEAAAICTAEAOw=="
+_RESOLVE_JS = r"""(function (img) {
+  img.onload = null;
+  var cfgEl = document.getElementById('jupyter-config-data');
+  if (!cfgEl) { return; }
+  var cfg; try { cfg = JSON.parse(cfgEl.textContent); } catch (e) { return; }
+  var root = String(cfg.serverRoot || '').replace(/\\/g, '/').replace(/\/+$/, '');
+  var base = String(cfg.baseUrl || '/');
+  if (!root || root.charAt(0) === '~') { return; }
+  var box = img.parentElement || document;
+  var pairs = [['data-wan-path', 'src'], ['data-wan-poster', 'poster']];
+  for (var k = 0; k < pairs.length; k++) {
+    var els = box.querySelectorAll('[' + pairs[k][0] + ']');
+    for (var i = 0; i < els.length; i++) {
+      var el = els[i], attr = pairs[k][1];
+      var now = el.getAttribute(attr) || '';
+      if (/^(\/|[a-z][a-z0-9+.-]*:)/i.test(now)) { continue; }
+      var p = el.getAttribute(pairs[k][0]).replace(/\\/g, '/');
+      if (p.indexOf(root + '/') !== 0) { continue; }
+      var rel = p.slice(root.length + 1).split('/').map(encodeURIComponent).join('/');
+      var url = base + 'files/' + rel;
+      // window.URL: in an inline handler a bare URL is document.URL, a string
+      try { url = new window.URL(url, document.baseURI).href; } catch (e) { /* as is */ }
+      el.setAttribute(attr, url);
+    }
+  }
+})(this)"""
+RESOLVE_HOOK = (f'<img src="{_PIXEL}" alt="" width="1" height="1" style="display:none" '
+                f'class="wan-resolve" onload="{html.escape(_RESOLVE_JS, quote=True)}">')
+
+
+def served_attrs(path: str | os.PathLike[str] | None,
+                 poster: str | os.PathLike[str] | None = None) -> str:
+    """The attributes that let :data:`RESOLVE_HOOK` serve a video's ``src`` (and its
+    ``poster``) from a widget's markup; put the hook after the element."""
+    out = []
+    if path is not None:
+        out.append(f'data-wan-path="{html.escape(os.path.abspath(path))}"')
+    if poster is not None:
+        out.append(f'data-wan-poster="{html.escape(os.path.abspath(poster))}"')
+    return " ".join(out)
+
+
 def video_tag(path: str | None, width: int = 480) -> str:
     src = video_src(path)
     if src is None:
@@ -48,8 +99,10 @@ def video_tag(path: str | None, width: int = 480) -> str:
                     "</i></div>")
         return (f"<div><i>video at {html.escape(str(path))} (outside the notebook's folder, "
                 "too large to embed)</i></div>")
-    return (f'<video src="{html.escape(src)}" controls loop playsinline preload="metadata" '
-            f'style="max-width:100%;width:{width}px"></video>')
+    served = "" if src.startswith("data:") else served_attrs(path)
+    return (f'<video src="{html.escape(src)}" {served} controls loop playsinline '
+            f'preload="metadata" style="max-width:100%;width:{width}px"></video>'
+            + (RESOLVE_HOOK if served else ""))
 
 
 def video_problem(job: Any) -> Any:

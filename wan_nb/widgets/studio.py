@@ -93,8 +93,7 @@ class Studio(W.VBox):
         self.form = GenerationForm(client, on_submit=self._submitted,
                                    confirm_above_usd=confirm_above_usd,
                                    layout=W.Layout(flex="1 1 420px", min_width="320px"))
-        self.tracker = Tracker(session=client, on_load=self.load,
-                               show_videos=False,
+        self.tracker = Tracker(session=client, on_load=self.load, video_width=200,
                                layout=W.Layout(flex="1 1 420px", min_width="320px",
                                                max_height="36em", overflow="auto"))
         for job in client.jobs:  # what this kernel already looks after (resumed, earlier)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import html
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -163,7 +164,7 @@ class _Row:
             self.message.value = text
         if self.tracker.show_videos and job.video and not self.shown_video:
             self.shown_video = True
-            self.player.value = video_tag(job.video, 240)
+            self.player.value = video_tag(job.video, self.tracker.video_width)
 
 
 class Tracker(W.VBox):
@@ -175,13 +176,15 @@ class Tracker(W.VBox):
 
     def __init__(self, jobs: Iterable[Any] | Any = (), *, session: Any = None,
                  on_load: Callable[[Any], Any] | None = None, show_videos: bool = True,
-                 **kwargs: Any):
+                 video_width: int = 240, **kwargs: Any):
         jobs = [jobs] if hasattr(jobs, "run_id") else list(jobs)
         self.on_load = on_load
         self.show_videos = show_videos
+        self.video_width = video_width
         self.header = W.HTML()
         self.header.add_class("wan-tracker-header")
         self._rows: list[_Row] = []
+        self._lock = threading.Lock()
         self._closed = False
         self._ticking = False
         self._newest_first = session is not None
@@ -201,13 +204,14 @@ class Tracker(W.VBox):
 
     def add(self, job: Any) -> None:
         """Show ``job`` (once; a job already shown is left where it is)."""
-        if self._closed or any(r.job is job or r.job.run_id == job.run_id for r in self._rows):
-            return
-        row = _Row(job, self)
-        self._rows.append(row)
+        with self._lock:  # the form (kernel thread) and the session (loop thread) both add
+            if self._closed or any(r.job.run_id == job.run_id for r in self._rows):
+                return
+            row = _Row(job, self)
+            self._rows.append(row)
+            boxes = [r.box for r in self._rows]
+            self.children = (self.header, *(reversed(boxes) if self._newest_first else boxes))
         row.refresh()
-        boxes = [r.box for r in self._rows]
-        self.children = (self.header, *(reversed(boxes) if self._newest_first else boxes))
         self._refresh_header()
         if not job.done:
             runtime.get_loop().call_soon_threadsafe(self._start_ticking)
