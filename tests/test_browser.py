@@ -53,6 +53,13 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 SCREENSHOT_COPY = Path("/tmp/wan_nb_quickstart.png")
+# the Studio alone, in JupyterLab's light and dark themes (also copied to /tmp to look at)
+STUDIO_SHOTS = {"light": Path("/tmp/wan_nb_studio_light.png"),
+                "dark": Path("/tmp/wan_nb_studio_dark.png")}
+# a prompt with the letters of notebook shortcuts (A, B: insert a cell; X: cut; D D: delete),
+# and Chinese for the screenshots' fonts
+TYPED_PROMPT = "a badger and a fox box by the dock at dawn, 小雨"
+HOSTILE_PROMPT = "<img src=x onerror=alert(1)>"
 SERVER_START_TIMEOUT = 90.0  # s until the server answers /api/status
 KERNEL_START_TIMEOUT = 90.0  # s until the notebook's kernel is idle and connected
 RUN_ALL_TIMEOUT = 240.0  # s for Run All Cells (the notebook itself waits up to 300 s for jobs)
@@ -277,11 +284,15 @@ def test_quickstart_runs_in_jupyterlab(lab: LabServer, tmp_path: Path) -> None:
             page.goto(lab.url(f"lab/tree/{NOTEBOOK}"), timeout=60_000)
             page.wait_for_function(f"() => document.querySelectorAll('.jp-Notebook .jp-Cell')"
                                    f".length >= {n_cells}", timeout=60_000)
+            dialogs: list[str] = []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             try:
                 _run_all_and_check(page, lab, expect, console)
+                _use_the_studio(page, lab, expect, dialogs)
             finally:
                 try:
                     _screenshot(page, tmp_path / "quickstart.png")
+                    _theme_screenshots(page, tmp_path)
                 except Exception as e:  # never hide the real failure behind a screenshot's
                     print(f"screenshot failed: {e!r}", file=sys.stderr)
         finally:
@@ -352,39 +363,145 @@ def _run_all_and_check(page: Any, lab: LabServer, expect: Any, console: list[str
     # bad input is refused with a message saying what is allowed
     expect(outputs.filter(has_text="is not offered by wan2.2-t2v-plus")).to_have_count(1)
 
-    # the tracker: a header, three rows, each with a SUCCEEDED badge and a full green bar
-    tracker = page.locator(".jp-OutputArea-output .widget-vbox",
-                           has=page.locator(".widget-hprogress, .widget-progress")).first
-    expect(tracker).to_be_visible()
-    expect(tracker.locator(".widget-html").first).to_contain_text("3 of 3 done")
-    rows = tracker.locator(".widget-hbox", has=page.locator(".widget-hprogress, .widget-progress"))
-    expect(rows).to_have_count(3)
-    for i in range(3):
-        row = rows.nth(i)
-        expect(row.locator(".widget-html", has_text="SUCCEEDED")).to_have_count(1)
-        expect(row.locator(".progress-bar")).to_have_class(re.compile(r"\bprogress-bar-success\b"))
-        assert row.locator(".progress-bar").evaluate("e => e.style.width") == "100%"
-        expect(row.locator("button", has_text="Cancel")).to_be_disabled()
+    # the Studio: its tracker holds the form's job and the code's, both SUCCEEDED
+    studio = page.locator(".wan-studio").first
+    expect(studio).to_be_visible()
+    header = studio.locator(".wan-tracker-header")
+    try:
+        expect(header).to_contain_text("2 of 2 done")
+    except AssertionError:
+        from wan_nb.store import Store
 
-    # inline videos (under each tracker row, the job card, the gallery) that the browser loads
-    # from the notebook's folder: JupyterLab turns a relative src into its /files/ URL, so a
-    # /files/ src proves the output held a relative path (not a data: URL, not the emulator's)
+        runs = Store(lab.root / "wan_runs").to_dataframe()[["model", "prompt", "seed", "status"]]
+        raise AssertionError(f"the tracker says {header.inner_text()!r}; the ledger holds:\n"
+                             f"{runs.to_string()}") from None
+    rows = studio.locator(".wan-tracker-row")
+    expect(rows).to_have_count(2)
+    for i in range(2):
+        expect(rows.nth(i).locator(".widget-html", has_text="SUCCEEDED")).to_have_count(1)
+
+    # inline videos (under each tracker row, the job card) that the browser loads from the
+    # notebook's folder: JupyterLab turns a relative src into its /files/ URL, so a /files/ src
+    # proves the output held a relative path (not a data: URL, not the emulator's)
     page.wait_for_function(VIDEOS_SETTLED_JS, timeout=UI_TIMEOUT * 1000, polling=250)
     videos = page.evaluate(VIDEOS_JS)
-    assert len(videos) >= 3 + 1 + 3, videos  # three under the tracker, one card, three in gallery
     files_url = f"{lab.base_url}/files/wan_runs/"
+    sizes = sorted((v["width"], v["height"]) for v in videos if v["readyState"] >= 1)
+    root = page.evaluate("() => JSON.parse(document.getElementById('jupyter-config-data')"
+                         ".textContent).serverRoot")
     for v in videos:
-        assert v["src"].startswith(files_url), v
-        assert v["error"] is None and v["readyState"] >= 1, v
-        assert (v["width"], v["height"]) == (832, 480), v
-        assert 4.5 <= v["duration"] <= 5.5, v
+        assert v["src"].startswith(files_url), (v, root)
+        assert v["error"] is None, v
+    assert (832, 480) in sizes and (1280, 720) in sizes, videos
     assert list((lab.root / "wan_runs" / "videos").glob("*.mp4")), "no video beside the notebook"
 
     # the run log is a DataFrame with one row per job
     frame = page.locator(".jp-OutputArea-output table.dataframe")
     expect(frame).to_have_count(1)
-    expect(frame.locator("tbody tr")).to_have_count(3)
+    expect(frame.locator("tbody tr")).to_have_count(2)
     expect(frame.locator("thead")).to_contain_text("actual_prompt")
 
-    # the last cell: every job succeeded
-    expect(outputs.last).to_contain_text("['SUCCEEDED', 'SUCCEEDED', 'SUCCEEDED']")
+    # the last code cell: every job succeeded
+    last_code = page.locator(".jp-Notebook .jp-CodeCell").last.locator(".jp-OutputArea-output")
+    expect(last_code.last).to_contain_text("['SUCCEEDED', 'SUCCEEDED']")
+
+
+def _select_by_label(scope: Any, label: str) -> Any:
+    """The <select> of the ipywidgets Dropdown whose description is ``label``."""
+    return scope.locator(".widget-dropdown", has=scope.page.locator(
+        "label", has_text=re.compile(f"^{re.escape(label)}$"))).locator("select").first
+
+
+def _use_the_studio(page: Any, lab: LabServer, expect: Any, dialogs: list[str]) -> None:
+    """What the issue asks of the Studio in a real browser: the form reshapes for wan2.7,
+    typing never reaches the notebook's shortcuts, Generate adds a row that reaches SUCCEEDED
+    with a playable video, a gallery rating lands in the store, hostile text stays text."""
+    from wan_nb.store import Store
+
+    studio = page.locator(".wan-studio").first
+    studio.scroll_into_view_if_needed()
+    model = _select_by_label(studio, "Model")
+    model.click()
+    model.select_option("wan2.7-t2v")
+    resolution = _select_by_label(studio, "Resolution")
+    expect(resolution.locator("option")).to_have_text(["720P", "1080P"])
+    print("wan2.7-t2v resolutions shown:", resolution.locator("option").all_inner_texts())
+
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    n_cells = cells.count()
+    prompt = studio.locator(".wan-nb-prompt textarea")
+    prompt.click()
+    prompt.fill("")
+    prompt.press_sequentially(TYPED_PROMPT, delay=15)
+    page.wait_for_timeout(500)
+    assert cells.count() == n_cells, "typing in the prompt changed the notebook's cells"
+    expect(prompt).to_have_value(TYPED_PROMPT)
+
+    rows = studio.locator(".wan-tracker-row")
+    before = rows.count()
+    clicked = time.monotonic()
+    studio.locator(".wan-nb-generate button, button.wan-nb-generate").first.click()
+    expect(rows).to_have_count(before + 1)
+    print(f"Generate → tracker row in the page: {(time.monotonic() - clicked) * 1000:.0f} ms")
+    row = rows.filter(has_text=TYPED_PROMPT).first
+    expect(row.locator(".widget-html", has_text="SUCCEEDED")).to_have_count(1, timeout=120_000)
+    video = row.locator("video").first
+    expect(video).to_have_count(1, timeout=30_000)
+    video.evaluate("v => { v.muted = true; v.preload = 'auto'; v.load(); }")
+    page.wait_for_function("v => v.readyState >= 2", arg=video.element_handle(),
+                           timeout=30_000, polling=250)
+    size = video.evaluate("v => [v.videoWidth, v.videoHeight]")
+    assert size == [1280, 720], size  # wan2.7-t2v at 720P 16:9
+
+    # a rating in the gallery lands in the store at once
+    studio.locator(".lm-TabBar-tab", has_text="Gallery").first.click()
+    gallery = studio.locator(".wan-gallery").first
+    expect(gallery).to_be_visible()
+    assert Store(lab.root / "wan_runs").to_dataframe()["rating"].isna().all()
+    gallery.locator(".widget-toggle-buttons button", has_text=re.compile("^4$")).first.click()
+    deadline = time.monotonic() + UI_TIMEOUT
+    while True:
+        ratings = Store(lab.root / "wan_runs").to_dataframe()["rating"].dropna().tolist()
+        if ratings == [4]:
+            break
+        assert time.monotonic() < deadline, f"the rating did not reach the store: {ratings}"
+        time.sleep(0.2)
+
+    # hostile text is shown as text, and nothing it carries runs
+    prompt.click()
+    prompt.fill("")
+    prompt.press_sequentially(HOSTILE_PROMPT, delay=10)
+    studio.locator(".wan-nb-generate button, button.wan-nb-generate").first.click()
+    hostile = rows.filter(has_text=HOSTILE_PROMPT).first
+    expect(hostile).to_be_visible()
+    expect(hostile.locator(".widget-html", has_text="SUCCEEDED")).to_have_count(
+        1, timeout=120_000)
+    assert page.locator("img[src='x']").count() == 0
+    assert dialogs == [], dialogs
+    assert cells.count() == n_cells
+
+
+def _theme_screenshots(page: Any, tmp_path: Path) -> None:
+    """The Studio in the light theme, then in JupyterLab Dark: the theme is a user setting
+    (written where the fixture keeps them) picked up by reloading the page; the kernel and
+    its widgets live on, and JupyterLab draws them again."""
+    studio = page.locator(".wan-studio").first
+    if studio.count() == 0:
+        return
+    for theme in ("light", "dark"):
+        if theme == "dark":
+            settings = (tmp_path / "jupyter" / "config" / "lab" / "user-settings"
+                        / "@jupyterlab" / "apputils-extension")
+            settings.mkdir(parents=True, exist_ok=True)
+            (settings / "themes.jupyterlab-settings").write_text(
+                json.dumps({"theme": "JupyterLab Dark"}))
+            page.reload(timeout=60_000)
+            page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'",
+                                   timeout=60_000)
+            studio = page.locator(".wan-studio").first
+            studio.locator(".wan-tracker-row").first.wait_for(timeout=60_000)
+            page.wait_for_timeout(1500)
+        studio.scroll_into_view_if_needed()
+        path = tmp_path / f"studio-{theme}.png"
+        studio.screenshot(path=str(path))
+        shutil.copyfile(path, STUDIO_SHOTS[theme])
