@@ -5,12 +5,18 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh test || exit 1
 # tests/test_browser.py drives Debian's Chromium (it fails in CI without it): install it when it
 # is missing and we can (root with apt-get). Quiet; a failure is shown and the suite goes on.
-if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing Debian's chromium for the browser test" >&2
+# Its screenshots show Chinese prompts: Debian's Noto CJK fonts, or they would be boxes.
+missing=""
+[ -x /usr/bin/chromium ] || missing="chromium"
+[ -d /usr/share/fonts/opentype/noto ] && ls /usr/share/fonts/opentype/noto/NotoSansCJK* >/dev/null 2>&1 \
+  || missing="$missing fonts-noto-cjk"
+if [ -n "$missing" ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing Debian's$missing for the browser test" >&2
   apt_log="$(mktemp)"
-  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+  # shellcheck disable=SC2086
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing; } \
       >"$apt_log" 2>&1; then
-    echo "WARNING: installing chromium failed; the browser test will skip (fail under CI):" >&2
+    echo "WARNING: installing$missing failed; the browser test will skip (fail under CI):" >&2
     tail -n 20 "$apt_log" >&2
   fi
   rm -f "$apt_log"
