@@ -31,6 +31,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -198,9 +199,11 @@ class LabServer:
             pass
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[LabServer]:
-    _require_tools()
+@contextmanager
+def lab_server(tmp_path: Path) -> Iterator[LabServer]:
+    """A JupyterLab server on 127.0.0.1 serving a copy of ``notebooks/`` from
+    ``tmp_path / "notebooks"``, with clean config dirs under ``tmp_path``; stopped on exit
+    (benchmarks/bench_ui.py uses it too)."""
     root = tmp_path / "notebooks"
     shutil.copytree(ROOT / "notebooks", root,
                     ignore=shutil.ignore_patterns("wan_runs", ".ipynb_checkpoints"))
@@ -243,6 +246,13 @@ def lab(tmp_path: Path) -> Iterator[LabServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[LabServer]:
+    _require_tools()
+    with lab_server(tmp_path) as server:
+        yield server
 
 
 def _screenshot(page: Any, path: Path) -> None:
