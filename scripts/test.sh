@@ -5,11 +5,13 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh test || exit 1
 # tests/test_browser.py drives Debian's Chromium (it fails in CI without it): install it when it
 # is missing and we can (root with apt-get). Quiet; a failure is shown and the suite goes on.
-# Its screenshots show Chinese prompts: Debian's Noto CJK fonts, or they would be boxes.
+# Its screenshots show Chinese prompts and emoji: Debian's Noto fonts, or they would be boxes.
 missing=""
 [ -x /usr/bin/chromium ] || missing="chromium"
 [ -d /usr/share/fonts/opentype/noto ] && ls /usr/share/fonts/opentype/noto/NotoSansCJK* >/dev/null 2>&1 \
   || missing="$missing fonts-noto-cjk"
+# and the form's 🎲 / ♻️ buttons need an emoji font
+[ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing="$missing fonts-noto-color-emoji"
 if [ -n "$missing" ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing Debian's$missing for the browser test" >&2
   apt_log="$(mktemp)"
