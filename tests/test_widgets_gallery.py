@@ -45,8 +45,9 @@ def wait_until(predicate, what: str, timeout: float = 60.0) -> None:
 def studio(tmp_path_factory):
     """One session on the emulator (made as conftest's make_client makes one) with finished
     runs: a prompt × seed sweep on wan2.5 (which discloses its rewrite), a wan2.7 run (which
-    does not) and a run whose prompt is markup. Module-wide: six renders are made once. The
-    working directory is the store's parent, as a notebook's is, so videos are relative."""
+    does not), a run whose prompt is markup and one with the rewrite off. Module-wide: seven
+    renders are made once. The working directory is the store's parent, as a notebook's is,
+    so videos are relative."""
     root = tmp_path_factory.mktemp("studio")
     emu = EmbeddedEmulator(data_dir=root / "emu").start()
     client = wan_nb.Client(emu.api_key, base_url=emu.base_url, backend="emulator",
@@ -59,17 +60,19 @@ def studio(tmp_path_factory):
         wan27 = client.submit("a kite over dunes", model="wan2.7-t2v", resolution="720P",
                               ratio="16:9", seed=3)
         xss = client.submit(XSS, seed=4, **BASE)
+        off = client.submit("a quiet harbour", seed=5, prompt_extend=False, **BASE)
         exp.wait(timeout=240, progress=False)
-        wan27.result(timeout=240)
-        xss.result(timeout=240)
-        yield {"client": client, "exp": exp, "wan27": wan27, "xss": xss, "root": root}
+        for job in (wan27, xss, off):
+            job.result(timeout=240)
+        yield {"client": client, "exp": exp, "wan27": wan27, "xss": xss, "off": off,
+               "root": root}
     client.close()
     emu.stop()
 
 
 def clear_ratings(studio) -> None:
     client = studio["client"]
-    for job in [*studio["exp"].jobs, studio["wan27"], studio["xss"]]:
+    for job in [*studio["exp"].jobs, studio["wan27"], studio["xss"], studio["off"]]:
         client.store.update_run(job.run_id, rating=None, keep=None, notes=None)
         job.refresh()
 
@@ -236,6 +239,11 @@ def test_player_marks_the_rewrite_or_says_it_is_not_disclosed(studio):
     assert wan27.load_button.layout.display == "none"  # no form given
     assert "1280×720" in wan27.details.value
     wan27.close()
+
+    off = Player(studio["off"])  # the rewrite turned off: nothing to show, and it says why
+    assert "the rewrite was off" in off.prompts.value and NOT_DISCLOSED not in off.prompts.value
+    assert off.frozen_button.layout.display == "none"
+    off.close()
 
 
 def test_player_reruns_through_the_jobs_session(make_client):

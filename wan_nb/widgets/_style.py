@@ -75,7 +75,7 @@ def file_src(path: str | os.PathLike[str] | None, mime: str) -> str | None:
 
 def video(path: str | None, *, poster: str | os.PathLike[str] | None = None,
           preload: str = "none", duration: float | None = None, muted: bool = False,
-          extra: str = "") -> str:
+          extra: str = "", max_width: str = "100%") -> str:
     """A ``<video>`` tag (``display.video_src``: a relative path, or a data URL fallback),
     as wide as its container, with a poster frame and ``preload`` (``none`` in grids: nothing
     is fetched before it is played). ``data-duration`` lets a shared seek bar place a video
@@ -91,8 +91,8 @@ def video(path: str | None, *, poster: str | os.PathLike[str] | None = None,
         attrs.append(f'data-duration="{float(duration):.3f}"')
     if muted:
         attrs.append("muted")
-    return (f"<video {' '.join(attrs)} {extra} style='width:100%;max-width:100%;display:block;"
-            f"background:{PANEL}'></video>")
+    return (f"<video {' '.join(attrs)} {extra} style='width:100%;max-width:{esc(max_width)};"
+            "display:block'></video>")
 
 
 def diff_html(prompt: str, actual: str) -> str:

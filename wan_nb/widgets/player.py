@@ -38,16 +38,17 @@ def rerun_job(job: Any, freeze: bool = False) -> Any:
 def rewrite_html(job: Any) -> str:
     """The service's rewrite of the job's prompt, marked up; or why there is none to show."""
     actual, prompt = job.actual_prompt, job.prompt
-    if actual is not None:
-        if actual == prompt:
-            return S.dim("the service kept the prompt as written")
+    off = rewritten(prompt, None, job.prompt_extend, job.model) is False
+    if actual is not None and actual != prompt:
         return S.diff_html(prompt or "", actual)
+    if off:
+        return S.dim("the rewrite was off: the prompt was sent as written")
+    if actual is not None:
+        return S.dim("the service kept the prompt as written")
     try:
         discloses = catalog.get_model(job.model).returns_actual_prompt
     except ValidationError:  # a model this version does not know
         discloses = True
-    if rewritten(prompt, actual, job.prompt_extend, job.model) is False:
-        return S.dim("the rewrite was off: the prompt was sent as written")
     if not discloses:
         return S.dim(NOT_DISCLOSED)
     if not job.done:
@@ -115,11 +116,14 @@ class Player(W.VBox):
         self.details = W.HTML()
         self.message = W.HTML()
         self.load_button = W.Button(description="Load into form", tooltip=(
-            "Fill the generation form with this run's settings"))
+            "Fill the generation form with this run's settings"),
+            layout=W.Layout(width="auto"))
         self.rerun_button = W.Button(description="Re-run (same seed)", tooltip=(
-            "Submit this run's request again: same prompt, parameters and seed"))
+            "Submit this run's request again: same prompt, parameters and seed"),
+            layout=W.Layout(width="auto"))
         self.frozen_button = W.Button(description="Re-run with rewrite frozen", tooltip=(
-            "Send the service's rewrite as the prompt with the rewrite off, same seed"))
+            "Send the service's rewrite as the prompt with the rewrite off, same seed"),
+            layout=W.Layout(width="auto"))
         self.load_button.on_click(lambda _b: self._load())
         self.rerun_button.on_click(lambda _b: self._rerun(False))
         self.frozen_button.on_click(lambda _b: self._rerun(True))
@@ -169,7 +173,9 @@ class Player(W.VBox):
         self.details.value = (f"<div style='display:flex;flex-wrap:wrap;gap:16px'>"
                               f"<div><b>Parameters</b>{S.table(parameters(job))}</div>"
                               f"<div><b>Usage and cost</b>{S.table(usage(job))}</div></div>")
-        self.frozen_button.layout.display = None if job.actual_prompt else "none"
+        # freezing needs a disclosed rewrite, of a run whose rewrite was on
+        frozen = job.actual_prompt and job.prompt_extend is not False
+        self.frozen_button.layout.display = None if frozen else "none"
 
     def _video_html(self) -> str:
         job = self.job
@@ -181,7 +187,7 @@ class Player(W.VBox):
         if job.video:
             poster = cached_poster(job.video)
             return problem + S.video(job.video, poster=poster, preload="metadata",
-                                     duration=job.video_duration)
+                                     duration=job.video_duration, max_width="720px")
         if not job.done:
             return S.dim(f"the video shows here when the run has finished ({job.status})")
         return problem or S.dim("no video")
