@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..analysis import diff_segments
-from ..display import video_src
+from ..display import RESOLVE_HOOK, served_attrs, video_src
 
 # colours: a JupyterLab variable first, the light theme's value as the fallback
 FG = "var(--jp-ui-font-color1, #1f2328)"
@@ -76,7 +76,8 @@ def file_src(path: str | os.PathLike[str] | None, mime: str) -> str | None:
 def video(path: str | None, *, poster: str | os.PathLike[str] | None = None,
           preload: str = "none", duration: float | None = None, muted: bool = False,
           extra: str = "", max_width: str = "100%") -> str:
-    """A ``<video>`` tag (``display.video_src``: a relative path, or a data URL fallback),
+    """A ``<video>`` tag (``display.video_src``: a relative path, made the server's URL in the
+    browser by ``display.RESOLVE_HOOK``, or a data URL fallback),
     as wide as its container, with a poster frame and ``preload`` (``none`` in grids: nothing
     is fetched before it is played). ``data-duration`` lets a shared seek bar place a video
     whose metadata is not loaded yet. Empty when there is no file to show."""
@@ -87,12 +88,18 @@ def video(path: str | None, *, poster: str | os.PathLike[str] | None = None,
     attrs = [f'src="{esc(src)}"', "controls", "loop", "playsinline", f'preload="{esc(preload)}"']
     if poster_src:
         attrs.append(f'poster="{esc(poster_src)}"')
+    # relative paths: the hook makes them the server's /files/ URLs in the browser (a widget's
+    # markup is not resolved the way a cell's output is; see display.RESOLVE_HOOK)
+    served = served_attrs(None if src.startswith("data:") else path,
+                          None if not poster_src or poster_src.startswith("data:") else poster)
+    if served:
+        attrs.append(served)
     if duration:
         attrs.append(f'data-duration="{float(duration):.3f}"')
     if muted:
         attrs.append("muted")
     return (f"<video {' '.join(attrs)} {extra} style='width:100%;max-width:{esc(max_width)};"
-            "display:block'></video>")
+            "display:block'></video>" + (RESOLVE_HOOK if served else ""))
 
 
 def diff_html(prompt: str, actual: str) -> str:

@@ -95,8 +95,8 @@ class _Shared:
         self.html_layout = W.Layout(width="100%")
         self.html_style = HTMLStyle()
         self.buttons_layout = W.Layout()
-        self.rating_style = ToggleButtonsStyle(button_width="28px", description_width="50px")
-        self.keep_style = ToggleButtonsStyle(button_width="60px", description_width="50px")
+        self.rating_style = ToggleButtonsStyle(button_width="38px", description_width="50px")
+        self.keep_style = ToggleButtonsStyle(button_width="76px", description_width="50px")
         self.load_layout = W.Layout(width="auto")
         self.load_style = W.ButtonStyle()
         self.box_layout = W.Layout(border=f"1px solid {S.BORDER}", padding="4px",
