@@ -450,8 +450,9 @@ def test_the_shared_control_plays_pauses_and_seeks_every_video_in_chromium(studi
     """The gallery's markup put into the page with innerHTML, as ipywidgets 8's HTML view
     does, in headless Chromium: its inline handlers play, pause and seek the four videos of
     its own container together, and leave a video outside it alone. Before that, nothing is
-    played or fetched (preload none) and every video shows its poster. The History's guard
-    marks its container with data-lm-suppress-shortcuts the same way."""
+    played or fetched (preload none) and every video shows its poster. The guards of the
+    gallery and of the History mark their containers and controls with
+    data-lm-suppress-shortcuts the same way."""
     if not os.access(CHROMIUM, os.X_OK) or importlib.util.find_spec("playwright") is None:
         reason = f"needs Chromium at {CHROMIUM} and the playwright package"
         if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
@@ -462,7 +463,7 @@ def test_the_shared_control_plays_pauses_and_seeks_every_video_in_chromium(studi
     root = studio["root"]
     gallery = Gallery(studio["exp"])
     assert gallery.wait_posters(timeout=60)
-    parts = [gallery.sync.value, *(c.html.value for c in gallery.cards)]
+    parts = [gallery.guard.value, gallery.sync.value, *(c.html.value for c in gallery.cards)]
     outside = studio["xss"].video
     history = History(studio["client"])
     page_html = (
@@ -508,10 +509,12 @@ def test_the_shared_control_plays_pauses_and_seeks_every_video_in_chromium(studi
                     "() => Array.from(document.querySelectorAll('.wan-gallery video'))"
                     ".every(v => Math.abs(v.currentTime - 2.5) < 0.05)", timeout=30_000)
                 assert page.evaluate(state)[-1]["t"] == 0
-                # the History's container is marked: keys typed in it skip notebook shortcuts
-                page.wait_for_function("() => document.getElementById('history')"
-                                       ".hasAttribute('data-lm-suppress-shortcuts')",
-                                       timeout=10_000)
+                # the History's and the gallery's containers and controls are marked: keys
+                # typed in them skip the notebook's shortcuts
+                page.wait_for_function(
+                    "() => ['#history', '#search', '.wan-gallery', 'button.wan-playall', "
+                    "'input.wan-seek'].every(s => document.querySelector(s)"
+                    ".hasAttribute('data-lm-suppress-shortcuts'))", timeout=10_000)
             finally:
                 browser.close()
     finally:

@@ -131,21 +131,6 @@ def table(rows: Mapping[str, Any]) -> str:
     return f"<table style='border-collapse:collapse;font-size:0.9em'>{cells}</table>"
 
 
-# A 1×1 GIF whose onload marks the widget's container: keys typed inside it do not reach the
-# notebook's shortcuts (JupyterLab stops at an element carrying data-lm-suppress-shortcuts).
-# Inline handlers run in a widget's HTML (ipywidgets 8 sets innerHTML unsanitized), where a
-# <script> would not.
-_PIXEL = "data:image/gif;base64,R0lGODlhAQABAAAAACH5BAEKAAEALAAAAAABAAEAAAICTAEAOw=="
-
-
-def shortcut_guard(container_class: str) -> str:
-    """Markup for a W.HTML inside a container with class ``container_class``."""
-    js = (f"var c=this.closest('.{container_class}');"
-          "if(c){c.setAttribute('data-lm-suppress-shortcuts','true');}")
-    return (f'<img src="{_PIXEL}" alt="" width="1" height="1" style="display:none" '
-            f'onload="{esc(js)}">')
-
-
 def close_all(*widgets: Any) -> None:
     """Close widgets with their layouts and styles (each a model of its own, which
     ``Widget.close`` leaves behind), each once: shared layouts and styles are fine."""

@@ -34,6 +34,7 @@ from ..errors import ValidationError, WanError
 from ..media import POSTER_BATCH, cached_poster, make_posters
 from . import _style as S
 from ._lifecycle import file_under_current_cell
+from .form_controls import guard_html
 
 #: What a gallery can be faceted by (a job attribute each) and how its labels name them.
 FACETS: dict[str, str] = {
@@ -203,6 +204,8 @@ class Gallery(W.VBox):
             "has a rating"))
         self.status = W.HTML()
         self.sync = W.HTML(self._sync_html())
+        # keys pressed on the gallery's controls never reach the notebook's shortcuts
+        self.guard = W.HTML(guard_html(self._css), layout=W.Layout(height="0px"))
         self.grid = W.GridBox(layout=W.Layout(grid_gap="6px", width="100%", overflow="auto",
                                               align_items="flex-start"))
         self._cards = [_Card(self, j) for j in self.jobs]
@@ -211,7 +214,8 @@ class Gallery(W.VBox):
         self.blind.observe(lambda change: self._set_blind(change["new"]), "value")
         self.controls = W.HBox([self.rows, self.cols, self.order, self.blind],
                                layout=W.Layout(flex_flow="row wrap"))
-        super().__init__([self.controls, self.sync, self.status, self.grid], **kwargs)
+        super().__init__([self.guard, self.controls, self.sync, self.status, self.grid],
+                         **kwargs)
         self.add_class("wan-gallery")
         self.add_class(self._css)
         self._listening = [c for c in self._cards if not c.job.done]
@@ -484,7 +488,8 @@ class Gallery(W.VBox):
             card.job.off_change(self._changed)
         self._listening = []
         parts = [getattr(self, name, None) for name in ("rows", "cols", "order", "blind",
-                                                          "status", "sync", "grid", "controls")]
+                                                          "status", "sync", "grid", "controls",
+                                                          "guard")]
         S.close_all(*self._layout_widgets, *(w for c in self._cards for w in c.widgets()),
                     *(p for p in parts if p is not None),
                     *(self._shared.widgets() if hasattr(self, "_shared") else []))

@@ -22,6 +22,7 @@ from ipywidgets.widgets.widget_string import HTMLStyle
 
 from ..errors import ValidationError, WanError
 from . import _style as S
+from .form_controls import guard_html
 
 #: The fields a search looks in.
 SEARCHED = ("prompt", "actual_prompt", "negative_prompt", "model", "experiment", "variant",
@@ -107,7 +108,7 @@ class History(W.VBox):
         self.refresh_button = W.Button(description="Refresh", tooltip="Read the store again",
                                        layout=W.Layout(width="auto"))
         self.summary = W.HTML()
-        self.guard = W.HTML(S.shortcut_guard(css), layout=W.Layout(height="0px"))
+        self.guard = W.HTML(guard_html(css), layout=W.Layout(height="0px"))
         # one layout and style for all rows' text and buttons: fewer widget models
         self._shared = [W.Layout(flex="1 1 auto", min_width="0"), HTMLStyle(),
                         W.Layout(width="auto", flex="0 0 auto"), W.ButtonStyle()]
