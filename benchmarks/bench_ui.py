@@ -27,9 +27,9 @@ for the Studio's jobs. In order:
    ``Gallery(jobs)`` displayed from a cell, twice: cold (posters not made yet: the gallery
    makes them in the background) and warm (posters cached). Timed inside the page from the
    Shift+Enter keydown that runs the cell to: its output element, all 100 ``<video>`` and 200
-   rating/verdict controls in the DOM (+ next frame), and every poster URL fetched (Resource
-   Timing responseEnd of the last one, + next frame); the posters are then checked to decode
-   as images (``Image.decode()``, after the timing). Bytes come from Chromium's network events
+   rating/verdict controls in the DOM (+ next frame), and every poster URL the cards show
+   decoded as an image (an ``Image`` with the same URL, from the cache once the ``<video>``
+   fetched it; ``decode()``; + next frame). Bytes come from Chromium's network events
    (a Playwright CDP session): ``.mp4`` responses and poster images counted apart, during the
    display and after scrolling through the whole gallery; nothing is ever played.
 
@@ -103,14 +103,13 @@ CLICK_PROBE_JS = """(marker) => {
 }"""
 
 # armed before Shift+Enter: t0 at the keydown, then a rAF loop until the cell's gallery shows
-# every card and every poster URL was fetched
+# every card and every poster it shows decodes as an image
 GALLERY_PROBE_JS = """([cellIndex, nVideos]) => {
-  performance.setResourceTimingBufferSize(20000);
-  performance.clearResourceTimings();
   const st = window.__benchGallery = {t0: null, reply: null, output: null, cards: null,
                                       cardsFrame: null,
                                       posters: null, postersFrame: null, videos: 0,
-                                      withPoster: 0, fetched: 0, done: false};
+                                      withPoster: 0, decoded: 0, failed: 0, done: false};
+  const checks = {};
   const cell = document.querySelectorAll('.jp-Notebook .jp-CodeCell')[cellIndex];
   const onKey = (e) => {
     if (e.key !== 'Enter' || !e.shiftKey || st.t0 !== null) return;
@@ -135,11 +134,18 @@ GALLERY_PROBE_JS = """([cellIndex, nVideos]) => {
     const posters = new Set(vs.map(v => v.poster).filter(Boolean));
     st.withPoster = vs.filter(v => v.poster).length;
     if (st.cards !== null && st.posters === null && st.withPoster >= nVideos) {
-      const ends = performance.getEntriesByType('resource').filter(e => posters.has(e.name));
-      const seen = new Set(ends.map(e => e.name));
-      st.fetched = seen.size;
-      if (seen.size >= posters.size) {
-        st.posters = Math.max(...ends.map(e => e.responseEnd)) - st.t0;
+      // each poster URL the cards show now, decoded as an image (from the cache when the
+      // <video> fetched it already); URLs replaced meanwhile do not count
+      for (const u of posters) {
+        if (u in checks) continue;
+        checks[u] = 'pending';
+        const img = new Image(); img.src = u;
+        img.decode().then(() => { checks[u] = 'ok'; }, () => { checks[u] = 'fail'; });
+      }
+      st.decoded = [...posters].filter(u => checks[u] === 'ok').length;
+      st.failed = [...posters].filter(u => checks[u] === 'fail').length;
+      if (st.decoded >= nVideos) {
+        st.posters = now;
         requestAnimationFrame(() => { st.postersFrame = performance.now() - st.t0;
                                       st.done = true; });
         return;
@@ -344,8 +350,17 @@ class Network:
                 "statuses": dict(Counter(str(r["status"]) for r in rs)),
                 "mimes": dict(Counter(str(r["mime"]) for r in rs)),
                 "failed": sum(1 for r in rs if r["failed"]),
+                "bytes_by_mime": dict(_sum_by(rs, "mime")),
+                "unique_urls": len({r["url"] for r in rs}),
                 "example": rs[0]["url"] if rs else None}
         return out
+
+
+def _sum_by(rs: list[dict[str, Any]], key: str) -> Counter[str]:
+    out: Counter[str] = Counter()
+    for r in rs:
+        out[str(r[key])] += r["body"]
+    return out
 
 
 def gallery_display(page: Any, net: Network, index: int, n: int) -> dict[str, Any]:
@@ -495,7 +510,9 @@ def main(argv: list[str] | None = None) -> int:
                     _gen = timed_ms(studio.form.generate_now, {KERNEL_PROBES})
                     _sub = timed_ms(lambda: slow.submit("bench bare submit", resolution="480P",
                                                         duration=5), {KERNEL_PROBES})
-                    print(json.dumps({{"generate_now_ms": _gen, "submit_ms": _sub}}))
+                    _show = timed_ms(lambda: studio.show(studio.form.last_job), {KERNEL_PROBES})
+                    print(json.dumps({{"generate_now_ms": _gen, "submit_ms": _sub,
+                                       "show_ms": _show}}))
                 """))
                 report["clicks"] = {
                     "n": len(clicks), "dom_ms": [c["dom"] for c in clicks],
@@ -600,7 +617,8 @@ def print_report(r: dict[str, Any]) -> None:
     say(f"in the kernel (median of {len(kc['submit_ms'])}): generate_now() "
         f"{statistics.median(kc['generate_now_ms']):.1f} ms (max "
         f"{max(kc['generate_now_ms']):.1f}), a bare slow.submit() "
-        f"{statistics.median(kc['submit_ms']):.1f} ms; trivial cell round trip p50 "
+        f"{statistics.median(kc['submit_ms']):.1f} ms, studio.show(job) (the Player it "
+        f"opens) {statistics.median(kc['show_ms']):.1f} ms; trivial cell round trip p50 "
         f"{r['cells_baseline']['p50_ms']:.1f} ms (baseline, section 3)")
     say(f"widget models: {c['models_before_studio']} before the Studio; the Studio made "
         f"{c['studio_models']}; each Generate click {c['models_per_click']:.1f} "
@@ -623,12 +641,15 @@ def print_report(r: dict[str, Any]) -> None:
                      f"{n['poster']['body_bytes']} ({n['poster']['requests']} req)",
                      f"{p['decoded']}/{p['urls']}"])
     say(table(["display", "reply ms", "output ms", "100 cards ms", "+frame ms",
-               "posters fetched ms", "+frame ms", "video bytes",
-               "video bytes after scroll", "poster bytes", "posters decoded"], rows))
+               "posters decoded ms", "+frame ms", "video bytes",
+               "video bytes after scroll", "poster bytes", "posters decode (after)"], rows))
     for name in ("gallery_cold", "gallery_warm"):
         x = r[name]
         say(f"{name}: poster src e.g. {x['posters']['example']}; statuses "
-            f"{x['network']['poster']['statuses']}, mime {x['network']['poster']['mimes']}; "
+            f"{x['network']['poster']['statuses']}, requests by type "
+            f"{x['network']['poster']['mimes']}, bytes by type "
+            f"{x['network']['poster']['bytes_by_mime']}, "
+            f"{x['network']['poster']['unique_urls']} distinct URLs; "
             f"video src e.g. {x['posters']['src_example']}, preload {x['posters']['preload']},"
             f" videos with readyState > 0: {x['posters']['ready']}; models "
             f"{x.get('models', '-')}")
