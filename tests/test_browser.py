@@ -295,7 +295,10 @@ def test_quickstart_runs_in_jupyterlab(lab: LabServer, tmp_path: Path) -> None:
             page.wait_for_function(f"() => document.querySelectorAll('.jp-Notebook .jp-Cell')"
                                    f".length >= {n_cells}", timeout=60_000)
             dialogs: list[str] = []
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            # an alert() would be hostile markup running: recorded and failed on; leaving the
+            # page (the dark theme's reload) with unsaved cells asks first: yes
+            page.on("dialog", lambda d: d.accept() if d.type == "beforeunload" else (
+                dialogs.append(d.message), d.dismiss()))
             try:
                 _run_all_and_check(page, lab, expect, console)
                 _use_the_studio(page, lab, expect, dialogs)
@@ -426,6 +429,7 @@ def _use_the_studio(page: Any, lab: LabServer, expect: Any, dialogs: list[str]) 
     """What the issue asks of the Studio in a real browser: the form reshapes for wan2.7,
     typing never reaches the notebook's shortcuts, Generate adds a row that reaches SUCCEEDED
     with a playable video, a gallery rating lands in the store, hostile text stays text."""
+    from wan_nb import catalog
     from wan_nb.store import Store
 
     studio = page.locator(".wan-studio").first
@@ -461,7 +465,8 @@ def _use_the_studio(page: Any, lab: LabServer, expect: Any, dialogs: list[str]) 
     page.wait_for_function("v => v.readyState >= 2", arg=video.element_handle(),
                            timeout=30_000, polling=250)
     size = video.evaluate("v => [v.videoWidth, v.videoHeight]")
-    assert size == [1280, 720], size  # wan2.7-t2v at 720P 16:9
+    chosen = (resolution.input_value(), _select_by_label(studio, "Ratio").input_value())
+    assert size == list(catalog.pixels("wan2.7-t2v", *chosen)), (size, chosen)
 
     # a rating in the gallery lands in the store at once
     studio.locator(".lm-TabBar-tab", has_text="Gallery").first.click()
@@ -492,24 +497,19 @@ def _use_the_studio(page: Any, lab: LabServer, expect: Any, dialogs: list[str]) 
 
 
 def _theme_screenshots(page: Any, tmp_path: Path) -> None:
-    """The Studio in the light theme, then in JupyterLab Dark: the theme is a user setting
-    (written where the fixture keeps them) picked up by reloading the page; the kernel and
-    its widgets live on, and JupyterLab draws them again."""
+    """The Studio in the light theme, then in JupyterLab Dark, switched as a person would:
+    Settings → Theme → JupyterLab Dark."""
     studio = page.locator(".wan-studio").first
     if studio.count() == 0:
         return
     for theme in ("light", "dark"):
         if theme == "dark":
-            settings = (tmp_path / "jupyter" / "config" / "lab" / "user-settings"
-                        / "@jupyterlab" / "apputils-extension")
-            settings.mkdir(parents=True, exist_ok=True)
-            (settings / "themes.jupyterlab-settings").write_text(
-                json.dumps({"theme": "JupyterLab Dark"}))
-            page.reload(timeout=60_000)
+            page.get_by_role("menuitem", name="Settings", exact=True).click()
+            page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Theme$")).first.hover()
+            page.locator(".lm-Menu-itemLabel",
+                         has_text=re.compile("^JupyterLab Dark$")).first.click()
             page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'",
-                                   timeout=60_000)
-            studio = page.locator(".wan-studio").first
-            studio.locator(".wan-tracker-row").first.wait_for(timeout=60_000)
+                                   timeout=30_000)
             page.wait_for_timeout(1500)
         studio.scroll_into_view_if_needed()
         path = tmp_path / f"studio-{theme}.png"

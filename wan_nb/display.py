@@ -89,7 +89,9 @@ def served_attrs(path: str | os.PathLike[str] | None,
     return " ".join(out)
 
 
-def video_tag(path: str | None, width: int = 480) -> str:
+def video_tag(path: str | None, width: int = 480, *, widget: bool = False) -> str:
+    """A ``<video>`` of ``path``. ``widget``: for a widget's markup, where a relative src
+    would first be fetched from the wrong URL (the page's): it is left to the resolve hook."""
     src = video_src(path)
     if src is None:
         if not path:
@@ -100,7 +102,8 @@ def video_tag(path: str | None, width: int = 480) -> str:
         return (f"<div><i>video at {html.escape(str(path))} (outside the notebook's folder, "
                 "too large to embed)</i></div>")
     served = "" if src.startswith("data:") else served_attrs(path)
-    return (f'<video src="{html.escape(src)}" {served} controls loop playsinline '
+    src_attr = "" if served and widget else f'src="{html.escape(src)}" '
+    return (f'<video {src_attr}{served} controls loop playsinline '
             f'preload="metadata" style="max-width:100%;width:{width}px"></video>'
             + (RESOLVE_HOOK if served else ""))
 

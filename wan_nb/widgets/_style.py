@@ -85,13 +85,18 @@ def video(path: str | None, *, poster: str | os.PathLike[str] | None = None,
     if src is None:
         return ""
     poster_src = file_src(poster, "image/jpeg")
-    attrs = [f'src="{esc(src)}"', "controls", "loop", "playsinline", f'preload="{esc(preload)}"']
-    if poster_src:
-        attrs.append(f'poster="{esc(poster_src)}"')
     # relative paths: the hook makes them the server's /files/ URLs in the browser (a widget's
-    # markup is not resolved the way a cell's output is; see display.RESOLVE_HOOK)
-    served = served_attrs(None if src.startswith("data:") else path,
-                          None if not poster_src or poster_src.startswith("data:") else poster)
+    # markup is not resolved the way a cell's output is; see display.RESOLVE_HOOK). They are
+    # not written as src/poster meanwhile: the browser would fetch each from the page's URL
+    # first (a 4 KB HTML page per poster, measured by bench_ui)
+    video_served = not src.startswith("data:")
+    poster_served = bool(poster_src) and not str(poster_src).startswith("data:")
+    attrs = ["controls", "loop", "playsinline", f'preload="{esc(preload)}"']
+    if not video_served:
+        attrs.insert(0, f'src="{esc(src)}"')
+    if poster_src and not poster_served:
+        attrs.append(f'poster="{esc(poster_src)}"')
+    served = served_attrs(path if video_served else None, poster if poster_served else None)
     if served:
         attrs.append(served)
     if duration:

@@ -24,12 +24,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import ipywidgets as W
+from ipywidgets.widgets.widget_string import HTMLStyle
 
 from .. import runtime
 from ..display import badge, video_tag
 from ..errors import WanError
 from ..statuses import CANCELLABLE, RETRYABLE
-from ._lifecycle import close_tree, file_under_current_cell
+from ._lifecycle import file_under_current_cell
 
 TICK = 0.5  # seconds between refreshes of the times while jobs run
 MUTED = "var(--jp-ui-font-color2, #57606a)"
@@ -90,55 +91,86 @@ def notice(job: Any, now: dt.datetime | None = None) -> str:
     return ""
 
 
+class _Shared:
+    """Layouts and styles every row uses unchanged: one model each for the whole tracker
+    instead of one per widget (a row is 9 models, not 28), closed with the tracker."""
+
+    def __init__(self) -> None:
+        self.info = W.Layout(flex="1 1 auto", min_width="160px", overflow="hidden")
+        self.line = W.Layout(align_items="center", width="100%", flex="0 0 auto")
+        self.row = W.Layout(border_bottom="1px solid var(--jp-border-color2, #ddd)",
+                            padding="2px 0", flex="0 0 auto", min_height="fit-content")
+        self.html_style = HTMLStyle()
+        self.button_style = W.ButtonStyle()
+
+    def close(self) -> None:
+        for model in (self.info, self.line, self.row, self.html_style, self.button_style):
+            model.close()
+
+
 class _Row:
+    """One job: one HTML for everything that changes (prompt, parameters, status, time,
+    notices), its buttons, and the video's HTML once there is one (set once: a video element
+    rebuilt every second would stop playing)."""
+
     def __init__(self, job: Any, tracker: Tracker):
         self.job = job
         self.tracker = tracker
+        shared = tracker._shared
         prompt = html.escape(job.request.prompt)
-        self.title = W.HTML(
-            f"<div style='{ONE_LINE}' title='{prompt}'>{prompt}</div>"
-            f"<div style='{ONE_LINE};font-size:0.85em;color:{MUTED}'>{describe(job)}</div>",
-            layout=W.Layout(flex="1 1 auto", min_width="160px", overflow="hidden"))
-        self.status = W.HTML(layout=W.Layout(width="96px", flex="0 0 auto"))
-        self.time = W.HTML(layout=W.Layout(width="190px", flex="0 0 auto",
-                                           padding="0 0 0 8px"))
+        self._head = (f"<div style='{ONE_LINE}' title='{prompt}'>{prompt}</div>"
+                      f"<div style='{ONE_LINE};font-size:0.85em;color:{MUTED}'>"
+                      f"{describe(job)}</div>")
+        self._said = ""
+        self.info = W.HTML(layout=shared.info, style=shared.html_style)
+
         def small() -> W.Layout:  # one each: a shared Layout would hide every button at once
             return W.Layout(width="auto", min_width="64px", flex="0 0 auto")
 
-        self.cancel = W.Button(description="Cancel", layout=small(),
+        self.cancel = W.Button(description="Cancel", layout=small(), style=shared.button_style,
                                tooltip="Cancel (the service cancels only tasks not yet running)")
         self.retry = W.Button(description="Retry", layout=small(), icon="redo",
+                              style=shared.button_style,
                               tooltip="Send the same request again as a new run (same seed)")
         self.load = W.Button(description="Load", layout=small(), icon="pencil",
+                             style=shared.button_style,
                              tooltip="Fill the form with this run's settings")
         self.cancel.on_click(self._on_cancel)
         self.retry.on_click(self._on_retry)
         self.load.on_click(self._on_load)
         if tracker.on_load is None:
             self.load.layout.display = "none"
-        self.message = W.HTML()
-        self.player = W.HTML()
-        self.box = W.VBox([W.HBox([self.title, self.status, self.time, self.cancel, self.retry,
-                                   self.load],
-                                  layout=W.Layout(align_items="center", width="100%")),
-                           self.message, self.player],
-                          layout=W.Layout(border_bottom="1px solid var(--jp-border-color2, #ddd)",
-                                          padding="2px 0"))
+        self.player: W.HTML | None = None
+        self.line = W.HBox([self.info, self.cancel, self.retry, self.load], layout=shared.line)
+        self.box = W.VBox([self.line], layout=shared.row)
         self.box.add_class("wan-tracker-row")
-        self.shown_video = False
         self._listener = job.on_change(lambda _job: tracker._changed(self))
+
+    # what tests and callers read: the row's one HTML holds them all
+    title = status = time = message = property(lambda self: self.info)
 
     def release(self) -> None:
         self.job.off_change(self._listener)
 
+    def close(self) -> None:
+        self.release()
+        for w in (self.info, self.cancel, self.retry, self.load, self.line, self.box,
+                  self.player):
+            if w is not None:
+                if isinstance(w, W.Button):
+                    w.layout.close()
+                w.close()
+
     def _say(self, text: str) -> None:
-        self.message.value = f"<small style='color:{ERROR}'>{html.escape(text)}</small>"
+        self._said = f"<small style='color:{ERROR}'>{html.escape(text)}</small>"
+        self.refresh()
 
     def _on_cancel(self, _button: Any) -> None:
         try:
             self.job.cancel()
         except WanError as e:
             self._say(str(e))
+            return
         self.refresh()
 
     def _on_retry(self, _button: Any) -> None:
@@ -155,16 +187,25 @@ class _Row:
 
     def refresh(self) -> None:
         job = self.job
-        self.status.value = badge(job.status)
-        self.time.value = f"<span style='color:{MUTED}'>{html.escape(time_text(job))}</span>"
-        self.cancel.layout.display = None if job.status in CANCELLABLE else "none"
-        self.retry.layout.display = None if job.status in RETRYABLE else "none"
-        text = notice(job)
-        if self.message.value != text:
-            self.message.value = text
-        if self.tracker.show_videos and job.video and not self.shown_video:
-            self.shown_video = True
-            self.player.value = video_tag(job.video, self.tracker.video_width)
+        status = job.status
+        when = html.escape(time_text(job))
+        value = (f"<div style='display:flex;gap:8px;align-items:center'>"
+                 f"<div style='flex:1 1 auto;min-width:0'>{self._head}</div>"
+                 f"<div style='flex:0 0 auto'>{badge(status)}</div>"
+                 f"<div style='flex:0 0 11em;color:{MUTED};font-size:0.9em'>{when}</div></div>"
+                 f"{notice(job)}{self._said}")
+        if self.info.value != value:
+            self.info.value = value
+        cancel = None if status in CANCELLABLE else "none"
+        if self.cancel.layout.display != cancel:
+            self.cancel.layout.display = cancel
+        retry = None if status in RETRYABLE else "none"
+        if self.retry.layout.display != retry:
+            self.retry.layout.display = retry
+        if self.tracker.show_videos and job.video and self.player is None:
+            self.player = W.HTML(video_tag(job.video, self.tracker.video_width, widget=True),
+                                 style=self.tracker._shared.html_style)
+            self.box.children = (self.line, self.player)
 
 
 class Tracker(W.VBox):
@@ -181,7 +222,8 @@ class Tracker(W.VBox):
         self.on_load = on_load
         self.show_videos = show_videos
         self.video_width = video_width
-        self.header = W.HTML()
+        self._shared = _Shared()
+        self.header = W.HTML(style=self._shared.html_style)
         self.header.add_class("wan-tracker-header")
         self._rows: list[_Row] = []
         self._lock = threading.Lock()
@@ -254,12 +296,13 @@ class Tracker(W.VBox):
 
     def close(self) -> None:
         """Release every callback on jobs and the session, then close the widgets."""
-        if not self._closed:
+        if not getattr(self, "_closed", True):  # (True: __init__ did not get that far)
             self._closed = True
             if self._unsubscribe is not None:
                 self._unsubscribe()
             for r in self._rows:
-                r.release()
-                close_tree(r.box)
+                r.close()
             self.header.close()
+            self._shared.close()
+            self.layout.close()
         super().close()
