@@ -605,7 +605,7 @@ def test_migrates_a_v1_file_keeping_its_data(tmp_path):
     con.executescript(V1_SQL)
     con.close()
     with Store(root) as store:
-        assert store.schema_version == SCHEMA_VERSION == 6
+        assert store.schema_version == SCHEMA_VERSION == 7
         old = store.get_run("20250101000000-0000abcd")
         assert (old["prompt"], old["seed"], old["tags"], old["prompt_extend"]) == (
             "an old cat", 42, ["v1"], True)
@@ -629,10 +629,10 @@ def test_newer_file_is_refused_and_left_untouched(tmp_path):
     root.mkdir()
     con = sqlite3.connect(root / "ledger.sqlite3")
     con.executescript("CREATE TABLE runs (run_id TEXT PRIMARY KEY, hologram BLOB);"
-                      "INSERT INTO runs VALUES ('r', x'00'); PRAGMA user_version = 7;")
+                      "INSERT INTO runs VALUES ('r', x'00'); PRAGMA user_version = 8;")
     con.close()
     before = tree_digest(root)
-    with pytest.raises(SchemaVersionError, match="schema version 7.*up to 6.*not modified"):
+    with pytest.raises(SchemaVersionError, match="schema version 8.*up to 7.*not modified"):
         Store(root)
     assert tree_digest(root) == before
 

@@ -51,6 +51,7 @@ from wan_nb.store_db import MIGRATIONS as MIGRATIONS
 from wan_nb.store_db import SCHEMA_VERSION
 from wan_nb.store_db import VIDEOS_DIR as VIDEOS_DIR
 from wan_nb.store_open import ENV_VAR as ENV_VAR
+from wan_nb.store_account import AccountSlots
 from wan_nb.store_queries import RunQueries
 from wan_nb.store_table import (
     AUDIO_MODES,
@@ -75,7 +76,7 @@ __all__ = ["AUDIO_MODES", "COLUMNS", "FINAL_STATUSES", "SCHEMA_VERSION", "STATUS
            "StoreFull", "StoreReadOnly", "VideoCheck", "read_export"]
 
 
-class Store(RunWrites, RunQueries):
+class Store(RunWrites, RunQueries, AccountSlots):
     """The run ledger. Safe to share between threads, processes and killed kernels.
 
     ``Store(root=None, *, synchronous="NORMAL", busy_timeout=30.0, clock=None)``: ``root``
@@ -83,8 +84,9 @@ class Store(RunWrites, RunQueries):
     """
 
     # Layers, each in its module: LedgerConnection (store_db: file, schema, transactions) <
-    # RunCodec (store_codec: field values) < RunWrites (store_writes) and RunQueries
-    # (store_queries); the videos and exports are here.
+    # RunCodec (store_codec: field values) < RunWrites (store_writes), RunQueries
+    # (store_queries) and AccountSlots (store_account: the account's shared paces); the
+    # videos and exports are here.
 
     def __enter__(self) -> Store:
         return self
