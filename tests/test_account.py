@@ -7,10 +7,21 @@ ledger folder, against one emulator CLI whose per-model limits are enforced."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import multiprocessing
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from tests.conftest import run_cli_emulator
+from wan_nb import catalog
 from wan_nb.errors import ValidationError
 from wan_nb.store import Store
 
@@ -153,3 +164,139 @@ def test_other_backends_do_not_count(clocked):
         _run(store, "B", prompt=f"x{i}", status="RUNNING", backend="live:singapore")
     mine = _run(store, "A")
     assert store.begin_create(mine, sent_at=T0, limit=2) == ("started", None)
+
+
+# -- several kernels (processes) on one ledger, against one emulator ---------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "sk-account-test-0123456789"
+
+#: one kernel: its own session on the shared ledger folder; waits at the barrier, submits
+#: ``n`` jobs of ``model`` (prompts of its own), waits for all, prints what it saw as JSON
+WORKER = r"""
+import json, os, sys, time
+import wan_nb
+from wan_nb.schedule import PollPolicy
+url, key, store, barrier, n, model, tag, share = sys.argv[1:9]
+client = wan_nb.connect(api_key=key, base_url=url, store=store, resume=False,
+                        policy=PollPolicy(share_account=share == "1"))
+client.store.runs()  # the ledger is open before the race starts
+open(barrier + ".ready" + tag, "w").close()
+while not os.path.exists(barrier):
+    time.sleep(0.002)
+start = time.time()
+jobs = [client.submit(f"kernel {tag} shot {i}", model=model, size="832*480", duration=5,
+                      seed=i) for i in range(int(n))]
+jobs = client.jobs.wait(timeout=600, progress=False)
+end = time.time()
+stats = dict(client.manager.stats)
+print(json.dumps({"start": start, "end": end, "stats": stats,
+                  "statuses": [j.status for j in jobs],
+                  "tasks": [j.task_id for j in jobs],
+                  "videos": [str(client.store.video_file(j.record)) for j in jobs]}))
+client.close()
+"""
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ,
+            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def run_kernels(url: str, key: str, store: Path, barrier: Path, *, kernels: int, jobs: int,
+                model: str, share: bool = True, timeout: float = 600) -> list[dict[str, Any]]:
+    """``kernels`` processes, each its own session on ``store``, submitting ``jobs`` jobs
+    of ``model`` at the same moment (a file barrier); returns what each printed."""
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, key, str(store),
+                               str(barrier), str(jobs), model, str(k), "1" if share else "0"],
+                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for k in range(kernels)]
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(barrier.parent.glob(barrier.name + ".ready*"))) < kernels:
+            assert time.monotonic() < deadline, "the kernels never got ready"
+            assert all(p.poll() is None for p in procs), \
+                [p.communicate() for p in procs if p.poll() is not None]
+            time.sleep(0.01)
+        barrier.touch()
+        out = []
+        for p in procs:
+            stdout, stderr = p.communicate(timeout=timeout)
+            assert p.returncode == 0, stderr
+            out.append(json.loads(stdout.strip().splitlines()[-1]))
+        return out
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+
+
+def emulator_tasks(data_dir: Path) -> list[dict[str, Any]]:
+    """Every task the emulator CLI recorded (submit and end times in its clock)."""
+    con = sqlite3.connect(data_dir / "tasks.sqlite3")
+    try:
+        return [json.loads(body) for (body,) in con.execute("SELECT body FROM tasks")]
+    finally:
+        con.close()
+
+
+def most_at_once(tasks: list[dict[str, Any]]) -> int:
+    """The most tasks the service held at once (created and not yet ended)."""
+    events = sorted([(t["submit"], 1) for t in tasks] + [(t["ended"], -1) for t in tasks],
+                    key=lambda e: (e[0], e[1]))  # an end before a start at the same instant
+    most = now = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def emulator_stats(url: str, key: str) -> dict[str, Any]:
+    return httpx.get(f"{url}/_emulator/stats", headers={"Authorization": f"Bearer {key}"},
+                     timeout=10).json()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("rep", range(1))
+def test_kernels_on_one_ledger_share_the_accounts_limits(tmp_path, rep):
+    """Three kernels, four jobs each, of a model limited to 2 creates per second and 2 tasks
+    at once, against one emulator: no create refused, no query throttled, never more than 2
+    tasks at once at the service, every job done with its video, each kernel its own."""
+    model = "wan2.2-t2v-plus"
+    spec = catalog.get_model(model)
+    assert (spec.submissions_per_s, spec.concurrency) == (2, 2)
+    emu_dir = tmp_path / "emu"
+    with run_cli_emulator(emu_dir, key=KEY, speed="1") as url:
+        results = run_kernels(url, KEY, tmp_path / "ledger", tmp_path / "go", kernels=3,
+                              jobs=4, model=model)
+        stats = emulator_stats(url, KEY)
+    assert stats["creates"] == {**stats["creates"], "accepted": 12, "refused": 0}, stats
+    assert stats["throttled"] == 0, stats
+    tasks = emulator_tasks(emu_dir)
+    assert len(tasks) == 12 and all(t["status"] == "SUCCEEDED" for t in tasks)
+    assert most_at_once(tasks) <= spec.concurrency, sorted(
+        (round(t["submit"], 2), round(t["ended"], 2)) for t in tasks)
+    mine = [set(r["tasks"]) for r in results]
+    assert all(len(m) == 4 for m in mine) and len(set().union(*mine)) == 12
+    for r in results:
+        assert r["statuses"] == ["SUCCEEDED"] * 4
+        assert all(os.path.getsize(v) > 1000 for v in r["videos"])
+    # the kernels were held (they competed), and nothing was created twice
+    assert sum(r["stats"].get("creates_held", 0) for r in results) > 0
+    with Store(tmp_path / "ledger") as store:
+        assert len(store.runs()) == 12
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_without_sharing_the_same_kernels_overrun_the_account(tmp_path):
+    """The same race with sharing off: the kernels pace themselves alone and the service
+    holds more tasks at once than the account allows (what the sharing prevents)."""
+    model = "wan2.2-t2v-plus"
+    emu_dir = tmp_path / "emu"
+    with run_cli_emulator(emu_dir, key=KEY, speed="1") as url:
+        run_kernels(url, KEY, tmp_path / "ledger", tmp_path / "go", kernels=3, jobs=4,
+                    model=model, share=False)
+    assert most_at_once(emulator_tasks(emu_dir)) > catalog.get_model(model).concurrency

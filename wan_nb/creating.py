@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 from . import catalog, transitions
+from .account import AccountPace
 from .errors import AmbiguousCreateError, APIError, TransportError, ValidationError, WanError
 from .jobs import Job, _utcnow
 from .reconcile import CreateGate, create_key
@@ -36,6 +37,8 @@ class Creator:
         self.m = manager
         self.queue: collections.deque[Job] = collections.deque()
         self.pacer = CreatePacer(manager.policy.create_spacing)
+        self.account = (AccountPace(manager.store, manager.backend)
+                        if manager.policy.share_account else None)
         self._gates: dict[str, CreateGate] = collections.defaultdict(CreateGate)
         self._reconciling: set[str] = set()  # run ids with a reconcile step running
 
@@ -96,8 +99,18 @@ class Creator:
         m = self.m
         sent_at = _utcnow()
         # off the loop thread: a ledger locked by another kernel must not stall the others
-        outcome, blocker = await asyncio.to_thread(m.store.begin_create, job.run_id,
-                                                   sent_at=sent_at)
+        model = job.request.model
+        limit = catalog.get_model(model).concurrency if self.account else None
+        outcome, blocker = await asyncio.to_thread(
+            m.store.begin_create, job.run_id, sent_at=sent_at, limit=limit,
+            stale_after=m.policy.stale_after)
+        if outcome == "full":
+            # the account's tasks at once are in flight across the kernels sharing it: no
+            # create of this model until one ends (this job keeps its place in the queue)
+            m.stats["creates_held"] += 1
+            self.pacer.refused(model, m.schedule.jittered(m.policy.hold_retry))
+            self.queue.appendleft(job)
+            return
         if outcome == "gone":  # cancelled or taken over through the ledger meanwhile
             m.ownership.settle(job)
             return
@@ -113,6 +126,12 @@ class Creator:
                     log.info("could not look after %s: %s", blocker, e)
             return
         m.set(job, status="SUBMITTING", sent_at=sent_at)
+        if self.account is not None:
+            # the account's next create turn of this model, shared by every kernel
+            await self.account.create_turn(model)
+            if job.run_id in m.cancel_requested:
+                self.requeue(job, "cancelled before it was sent", 0.0)
+                return
         m.stats["creates"] += 1
         track = m.track(job)
         try:

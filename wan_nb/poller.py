@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import runtime, transitions
+from .account import SharedQueryLimiter
 from .creating import Creator
 from .downloading import Downloader
 from .errors import JobTimeout, ValidationError, WanError
@@ -55,7 +56,9 @@ class JobManager(RunBook):
                          Schedule(policy, durations, aio.backend, rng or random.Random()),
                          durations)
         self.aio = aio
-        self.limiter = QueryLimiter(policy.query_rate)
+        self.limiter: QueryLimiter | SharedQueryLimiter = (
+            SharedQueryLimiter(store, aio.backend, policy.query_rate) if policy.share_account
+            else QueryLimiter(policy.query_rate))
         self.cancel_requested: set[str] = set()  # nothing more is created for these
         self.closed = False
         self.closed_event: asyncio.Event | None = None
