@@ -10,7 +10,6 @@ Without DASHSCOPE_API_KEY, connect() uses the offline emulator::
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,7 +57,9 @@ def connect(api_key: str | Secret | None = None, *, region: str | None = None,
     ``workspace`` (a Model Studio workspace id) with ``region`` uses the per-workspace host
     ``https://{workspace}.{region-id}.maas.aliyuncs.com`` (the same account and tasks).
     Without one, or with ``emulator=True``, it starts the offline emulator on 127.0.0.1 and
-    says so in one line. ``store`` is the run ledger's folder (default ``./wan_runs``).
+    says so in one line. ``store`` is the run ledger: its folder (default ``./wan_runs``,
+    SQLite) or, for a team sharing runs, ``"postgresql://user:password@host:port/db"`` (needs
+    ``pip install 'wan_nb[team]'``; videos then go to the local ``./wan_runs``).
     ``resume`` re-attaches to unfinished runs left by an earlier kernel.
 
     A bad configuration raises before anything is written: no ``./wan_runs`` is left behind.
@@ -66,7 +67,7 @@ def connect(api_key: str | Secret | None = None, *, region: str | None = None,
     # Wrapped first, before anything can raise: a verbose traceback prints every frame's
     # arguments and locals (see Secret).
     api_key = Secret(api_key) if api_key is not None else Secret.from_env()
-    from .store import Store
+    from .store_url import open_ledger
 
     use_emulator = (not api_key) if emulator is None else bool(emulator)
     if workspace is not None and not use_emulator:
@@ -104,7 +105,7 @@ def connect(api_key: str | Secret | None = None, *, region: str | None = None,
                  if value is not None]
         if clash:
             raise ValidationError(clash)
-        the_store = store if isinstance(store, Store) else Store(store)
+        the_store = open_ledger(store)
         if the_store.read_only:
             # a read-only ledger can be read, not written: its emulator lives elsewhere
             # and nothing is resumed
@@ -135,21 +136,11 @@ def connect(api_key: str | Secret | None = None, *, region: str | None = None,
 
 
 def _check_store_arg(store: Any) -> None:
-    """``store`` is None, a folder path or a Store; refused before any folder is made."""
-    from .store import Store
+    """``store`` is None, a folder path, a postgresql:// URL or a Store; anything else is
+    refused before any folder is made (:func:`wan_nb.store_url.check_store_arg`)."""
+    from .store_url import check_store_arg
 
-    if store is None or isinstance(store, Store):
-        return
-    if not isinstance(store, (str, os.PathLike)) or isinstance(store, bytes):
-        raise ValidationError([("store", f"store must be a folder path or a wan_nb.Store, not "
-                                         f"{type(store).__name__}")])
-    text = os.fspath(store)
-    if not isinstance(text, str) or not text.strip():
-        raise ValidationError([("store", "store must name a folder; an empty path would "
-                                         "write the ledger into the current folder")])
-    path = os.path.expanduser(text)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValidationError([("store", f"store {text!r} exists and is not a folder")])
+    check_store_arg(store)
 
 
 def _check_client_kwargs(kwargs: dict[str, Any]) -> None:

@@ -58,6 +58,9 @@ class Session:
                  store: Store | str | os.PathLike[str] | None = None,
                  policy: PollPolicy | None = None, **kwargs: Any):
         api_key = None if api_key is None else Secret(api_key)  # first: see Secret
+        from .store_url import check_store_arg
+
+        check_store_arg(store)  # a store URL wan_nb cannot use is refused before anything
         self.aio = async_client or AsyncClient(api_key, region=region, base_url=base_url,
                                                **kwargs)
         self.emulator: Any = None  # the embedded emulator, when connect() started one
@@ -110,10 +113,9 @@ class Session:
     def store(self) -> Store:
         """The run ledger (``./wan_runs`` beside the notebook unless told otherwise)."""
         if self._store is None:
-            from .store import Store
+            from .store_url import open_ledger
 
-            arg = self._store_arg
-            store = arg if isinstance(arg, Store) else Store(arg)
+            store = open_ledger(self._store_arg)  # a folder (SQLite) or postgresql:// URL
             legacy = self.aio.config.legacy_backend
             if legacy and legacy != self.backend and not store.read_only:
                 # runs an earlier version (or an unanswered question) filed under the URL's
@@ -255,11 +257,13 @@ class _Managers:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_key: dict[tuple[str, str, str], list[tuple[JobManager, set[int]]]] = {}
+        self._by_key: dict[tuple[str, ...], list[tuple[JobManager, set[int]]]] = {}
 
     @staticmethod
-    def _key(session: Session) -> tuple[str, str, str]:
-        return (str(session.store.root.resolve()), session.backend, session.base_url)
+    def _key(session: Session) -> tuple[str, ...]:
+        # the repr tells two ledgers apart that share a video folder (a database URL)
+        return (str(session.store.root.resolve()), repr(session.store), session.backend,
+                session.base_url)
 
     def acquire(self, session: Session) -> JobManager:
         from .poller import JobManager

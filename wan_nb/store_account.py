@@ -75,6 +75,7 @@ class AccountSlots(RunCodec):
         check_slot_args(account, name, interval, count)
         now = self._now().timestamp()
         with self._write() as con:
+            self._serialize(con, "slots", account, name)  # PostgreSQL: an advisory lock
             row = con.execute("SELECT next_at FROM account_slots WHERE account = ? AND "
                               "name = ?", (account, name)).fetchone()
             first = now if row is None else max(now, float(row[0]))
