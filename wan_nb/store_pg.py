@@ -187,8 +187,12 @@ class PgLedger(Store):
         self._pool_size = pool_size
         self._engine: sa.Engine | None = None
         self._pid = 0
-        with self._errors("cannot open"):
-            self._migrate_pg()
+        try:
+            with self._errors("cannot open"):
+                self._migrate_pg()
+        except BaseException:
+            self.close()
+            raise
         try:
             self.videos_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -307,6 +311,14 @@ class PgLedger(Store):
                 self._engine.dispose()
             self._engine = None
 
+    def __del__(self) -> None:
+        # a ledger nobody closed (a session's) closes its connections with it, rather than
+        # leaving them to the driver's garbage collection (which warns)
+        with contextlib.suppress(Exception):
+            engine = getattr(self, "_engine", None)
+            if engine is not None and getattr(self, "_pid", 0) == os.getpid():
+                engine.dispose()
+
     # -- what PostgreSQL does its own way --------------------------------------------------
 
     def claim(self, run_id: str, owner: str, *, stale_after: float = 30.0) -> bool:
@@ -336,7 +348,9 @@ def _password(url: str) -> str | None:
     from urllib.parse import unquote, urlsplit
 
     try:
-        password = urlsplit(url).password
+        parts = urlsplit(url)
     except ValueError:
         return None
+    given = re.search(r"(?:^|&)password=([^&]*)", parts.query)
+    password = parts.password or (given[1] if given else None)
     return unquote(password) if password else None

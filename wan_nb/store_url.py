@@ -34,11 +34,13 @@ def mask_url(url: str) -> str:
     """``url`` with its password (if any) replaced by ``***``: safe to show."""
     try:
         parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.netloc.rpartition("@")[2]
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+        # libpq also takes the password as a parameter: ?password=...
+        query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+        parts = parts._replace(query=query)
+        if parts.password is not None:
+            host = parts.netloc.rpartition("@")[2]
+            parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+        return urlunsplit(parts)
     except ValueError:  # a malformed URL: show only its scheme
         return url.split(":", 1)[0] + ":<malformed URL hidden>"
 
