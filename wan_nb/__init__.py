@@ -11,6 +11,7 @@ Without DASHSCOPE_API_KEY, connect() uses the offline emulator::
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ def connect(api_key: str | Secret | None = None, *, region: str | None = None,
             base_url: str | None = None, workspace: str | None = None, store: Any = None,
             emulator: bool | None = None,
             speed: str | float | None = None, resume: bool = True, quiet: bool = False,
+            videos: str | None = None, video_options: Mapping[str, Any] | None = None,
             **kwargs: Any) -> Session:
     """A :class:`Session` ready for notebooks.
 
@@ -61,6 +63,9 @@ def connect(api_key: str | Secret | None = None, *, region: str | None = None,
     SQLite) or, for a team sharing runs, ``"postgresql://user:password@host:port/db"`` (needs
     ``pip install 'wan_nb[team]'``; videos then go to the local ``./wan_runs``).
     ``resume`` re-attaches to unfinished runs left by an earlier kernel.
+    ``videos="s3://bucket/prefix"`` keeps the downloaded videos on object storage, once each
+    by sha256 (``video_options``: fsspec storage options; else the AWS environment; needs
+    ``pip install 'wan_nb[team]'``); a local copy beside the notebook plays them inline.
 
     A bad configuration raises before anything is written: no ``./wan_runs`` is left behind.
     """
@@ -79,6 +84,10 @@ def connect(api_key: str | Secret | None = None, *, region: str | None = None,
         base_url = Config.workspace_url(workspace, region)
     _check_store_arg(store)
     _check_client_kwargs(kwargs)
+    from .session import _video_target
+
+    _video_target(videos, video_options)  # checked before anything starts or is written
+    kwargs.update(videos=videos, video_options=video_options)
     if not use_emulator:
         # configuration (and, for a custom URL, the server's identity) checked here; the
         # store is created only by resume() or the first job

@@ -37,6 +37,7 @@ from .store_table import StoreError
 if TYPE_CHECKING:
     from .backend import Backend
     from .ledger import Ledger
+    from .video_objects import ObjectVideos
 
 log = logging.getLogger("wan_nb.jobs")
 
@@ -59,6 +60,8 @@ class JobManager(RunBook):
         self.limiter: QueryLimiter | SharedQueryLimiter = (
             SharedQueryLimiter(store, aio.backend, policy.query_rate) if policy.share_account
             else QueryLimiter(policy.query_rate))
+        #: where videos go after their download (object storage), None: the store's folder
+        self.videos: ObjectVideos | None = None
         self.cancel_requested: set[str] = set()  # nothing more is created for these
         self.closed = False
         self.closed_event: asyncio.Event | None = None

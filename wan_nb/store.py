@@ -70,6 +70,7 @@ from wan_nb.store_table import (
 )
 from wan_nb.store_video import VideoCheck, check_video_file
 from wan_nb.store_writes import RunWrites
+from wan_nb.video_objects import cache_path, check_object, is_object_url
 
 __all__ = ["AUDIO_MODES", "COLUMNS", "FINAL_STATUSES", "SCHEMA_VERSION", "STATUSES", "TIERS",
            "LedgerDamaged", "RunNotFound", "SchemaVersionError", "Store", "StoreError",
@@ -93,7 +94,10 @@ class Store(RunWrites, RunQueries, AccountSlots):
 
     def video_file(self, run: str | dict[str, Any]) -> Path | None:
         """Absolute path of a run's video (``run`` is a run_id or a run dict), or None."""
-        rel = (self.get_run(run) if isinstance(run, str) else run).get("video_path")
+        row = self.get_run(run) if isinstance(run, str) else run
+        rel = row.get("video_path")
+        if is_object_url(rel):  # on object storage: its local copy (video_objects)
+            return cache_path(self.root, row)
         return self.root / rel if rel else None
 
     def check_video(self, run: str | dict[str, Any], *, full: bool = False) -> VideoCheck:
@@ -109,6 +113,8 @@ class Store(RunWrites, RunQueries, AccountSlots):
             if check.redownload: ...
         """
         row = self.get_run(run) if isinstance(run, str) else run
+        if is_object_url(row.get("video_path")):  # the object itself: size, sha256 if full
+            return check_object(self.root, row, full=full)
         check, new_mtime = check_video_file(self.root, row, full=full)
         if new_mtime is not None and not self.read_only:
             # same content, new mtime (touched, copied): remember it, so it is not hashed again
