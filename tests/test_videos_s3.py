@@ -200,3 +200,22 @@ def test_bad_video_settings_are_refused_before_anything_is_made(tmp_path, monkey
     assert err.value.errors[0][0] == field
     assert "pw" not in str(err.value)
     assert list(tmp_path.iterdir()) == []  # no ./wan_runs, no emulator started
+
+
+def test_bundles_and_thumbnails_use_the_local_copies(session, s3, tmp_path):
+    import zipfile
+
+    from wan_nb.analysis import with_thumbnails
+
+    job = session.submit("a kite over dunes", seed=6, **SMALL)
+    assert job.result(timeout=120).ok
+    os.remove(job.video)  # only the object is left
+    bundle = session.store.export_bundle(tmp_path / "b.zip")
+    with zipfile.ZipFile(bundle) as zf:
+        names = zf.namelist()
+        video = f"videos/{job.video_sha256}.mp4"
+        assert video in names
+        assert hashlib.sha256(zf.read(video)).hexdigest() == job.video_sha256
+    thumbs = with_thumbnails(session.to_dataframe(), session.store.root, frames=2)
+    assert thumbs.loc[job.run_id, "thumbnails"].startswith("<img")
+    assert thumbs.loc[job.run_id, "video_path"] == job.video_path  # still the object's URL

@@ -70,7 +70,7 @@ from wan_nb.store_table import (
 )
 from wan_nb.store_video import VideoCheck, check_video_file
 from wan_nb.store_writes import RunWrites
-from wan_nb.video_objects import cache_path, check_object, is_object_url
+from wan_nb.video_objects import cache_path, check_object, is_object_url, with_local_videos
 
 __all__ = ["AUDIO_MODES", "COLUMNS", "FINAL_STATUSES", "SCHEMA_VERSION", "STATUSES", "TIERS",
            "LedgerDamaged", "RunNotFound", "SchemaVersionError", "Store", "StoreError",
@@ -196,8 +196,8 @@ class Store(RunWrites, RunQueries, AccountSlots):
         out = Path(path)
         if out.suffix.lower() != ".zip":
             raise ValidationError([("path", f"a bundle is a .zip file, not {out.name!r}")])
-        return write_bundle(self.to_dataframe(experiment=experiment), out, self.root,
-                            self.schema_version, self._now())
+        frame = with_local_videos(self.to_dataframe(experiment=experiment), self.root)
+        return write_bundle(frame, out, self.root, self.schema_version, self._now())
 
 
 if TYPE_CHECKING:

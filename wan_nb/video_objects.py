@@ -289,7 +289,8 @@ def local_copy(root: Path, run: Mapping[str, Any]) -> Path | None:
     when it is not there yet; None when it cannot be made (the object is gone, no access,
     a read-only folder)."""
     path = cache_path(root, run)
-    if path.is_file() and path.stat().st_size == run.get("video_bytes", path.stat().st_size):
+    expected = run.get("video_bytes")
+    if path.is_file() and (expected is None or path.stat().st_size == expected):
         return path
     try:
         return target_for(str(run["video_path"])).fetch(str(run["video_path"]), path,
@@ -305,3 +306,32 @@ def presigned(run: Mapping[str, Any], expires: int = 3600) -> str | None:
         return target_for(str(run["video_path"])).sign(str(run["video_path"]), expires)
     except Exception:
         return None
+
+
+def with_local_videos(frame: Any, root: Path) -> Any:
+    """A runs frame whose videos on object storage read as their local copies (relative to
+    ``root``, fetched when missing): for a bundle or thumbnails, which need the files. A
+    video no copy can be made of keeps its URL (the bundle then lists it as missing)."""
+    urls = [(rid, v) for rid, v in frame["video_path"].items() if is_object_url(v)]
+    if not urls:
+        return frame
+    frame = frame.copy()
+    for run_id, url in urls:
+        row = {"run_id": run_id, "video_path": url,
+               "video_sha256": _value(frame.at[run_id, "video_sha256"]),
+               "video_bytes": _value(frame.at[run_id, "video_bytes"])}
+        local = local_copy(root, row)
+        if local is not None:
+            frame.at[run_id, "video_path"] = local.relative_to(root).as_posix()
+    return frame
+
+
+def _value(value: Any) -> Any:
+    try:
+        import pandas as pd
+
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value.item() if hasattr(value, "item") else value
