@@ -57,7 +57,7 @@ class PollPolicy:
     # kernels sharing the ledger share the account's limits (wan_nb.account): creates paced
     # and tasks at once held across them, queries within query_rate together
     share_account: bool = True
-    hold_retry: float = 0.25  # s before a create held at the tasks-at-once limit tries again
+    hold_retry: float = 0.15  # s before a create held at the tasks-at-once limit tries again
 
     def interval(self, remaining: float, rng: random.Random) -> float:
         base = self.share * remaining if remaining > 0 else self.overrun_share * -remaining
