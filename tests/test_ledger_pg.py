@@ -173,6 +173,8 @@ def test_a_session_on_a_postgresql_ledger(pg_url, tmp_path, monkeypatch, caplog)
         assert job.status == "SUCCEEDED"
         assert str(job.video).startswith(str(tmp_path / "wan_runs" / "videos"))
         assert repr(session.store).startswith("PgLedger('postgresql://wan:***@127.0.0.1")
+        # each machine's embedded emulator is its own backend on a shared ledger
+        assert session.backend.startswith("emulator:") and str(tmp_path) in session.backend
         df = session.to_dataframe()
         assert df.loc[job.run_id, "status"] == "SUCCEEDED"
         assert password not in repr(session) + repr(session.store) + caplog.text

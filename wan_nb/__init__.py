@@ -10,6 +10,7 @@ Without DASHSCOPE_API_KEY, connect() uses the offline emulator::
 
 from __future__ import annotations
 
+import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -72,7 +73,7 @@ def connect(api_key: str | Secret | None = None, *, region: str | None = None,
     # Wrapped first, before anything can raise: a verbose traceback prints every frame's
     # arguments and locals (see Secret).
     api_key = Secret(api_key) if api_key is not None else Secret.from_env()
-    from .store_url import open_ledger
+    from .store_url import is_shared_ledger, open_ledger
 
     use_emulator = (not api_key) if emulator is None else bool(emulator)
     if workspace is not None and not use_emulator:
@@ -129,8 +130,12 @@ def connect(api_key: str | Secret | None = None, *, region: str | None = None,
         # The embedded emulator keeps the label "emulator", not "emulator:<id>": its data
         # lives inside this store (one emulator per store, so the name is unambiguous) and
         # every run recorded so far carries that label, so de-duplication and resume keep
-        # matching them without a store migration.
-        client = Client(emu_key, base_url=emu.base_url, backend="emulator",
+        # matching them without a store migration. A ledger other machines share
+        # (PostgreSQL) sees every machine's embedded emulator: each is named by its host
+        # and folder there, so none takes another's runs (and tasks) for its own.
+        label = (f"emulator:{socket.gethostname()}:{data_dir}" if is_shared_ledger(the_store)
+                 else "emulator")
+        client = Client(emu_key, base_url=emu.base_url, backend=label,
                         store=the_store, **kwargs)
         client.emulator = emu
         if not quiet:

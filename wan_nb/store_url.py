@@ -118,6 +118,14 @@ def check_url(url: str) -> str:
                                      f"Supported: {supported}")])
 
 
+def is_shared_ledger(ledger: Any) -> bool:
+    """Whether ``ledger`` is one other machines may share (a PostgreSQL ledger)."""
+    import sys
+
+    module = sys.modules.get("wan_nb.store_pg")  # never imported: no such ledger exists
+    return module is not None and isinstance(ledger, module.PgLedger)
+
+
 def _is_store(value: Any) -> bool:
     from .store import Store
 
