@@ -259,8 +259,7 @@ def emulator_stats(url: str, key: str) -> dict[str, Any]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("rep", range(1))
-def test_kernels_on_one_ledger_share_the_accounts_limits(tmp_path, rep):
+def test_kernels_on_one_ledger_share_the_accounts_limits(tmp_path):
     """Three kernels, four jobs each, of a model limited to 2 creates per second and 2 tasks
     at once, against one emulator: no create refused, no query throttled, never more than 2
     tasks at once at the service, every job done with its video, each kernel its own."""

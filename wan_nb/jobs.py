@@ -216,11 +216,15 @@ class Job:
     @property
     def video(self) -> str | None:
         """Absolute path of the downloaded video, or None. A video on object storage is
-        its local copy, fetched (and checked) the first time it is asked for here; None
-        when that cannot be made (see ``video_path`` for where the video is)."""
+        its local copy, fetched (and checked) the first time it is asked for here (never on
+        the toolkit's loop thread); None when that cannot be made (see ``video_path``)."""
         record = self._state.record
         if is_object_url(record.get("video_path")):
-            p = local_copy(self._manager.store.root, record)
+            if runtime.in_runtime_thread():  # a widget callback: never fetch on the loop
+                p = self._manager.store.video_file(record)
+                p = p if p is not None and p.is_file() else None
+            else:
+                p = local_copy(self._manager.store.root, record)
         else:
             p = self._manager.store.video_file(record)
         return str(p) if p is not None else None
