@@ -354,6 +354,19 @@ def test_claim_heartbeat_and_release(make_ledger):
         assert store.claim(rid, "A")
 
 
+def test_a_dead_owners_run_is_taken_once(make_ledger):
+    """Two kernels that both saw A die: the first takes the run, the second does not take it
+    from the first (its heartbeat is fresh, and its owner is no longer A)."""
+    with make_ledger() as store:
+        rid = store.insert_run(prompt="x")
+        assert store.claim(rid, "A")
+        assert not store.claim(rid, "B")
+        assert store.claim(rid, "B", dead_owner="A")  # A's heartbeat is fresh: taken anyway
+        assert not store.claim(rid, "C", dead_owner="A")  # B holds it now
+        assert store.get_run(rid)["owner"] == "B"
+        assert store.claim(rid, "B", dead_owner="A")  # re-entrant
+
+
 def test_unfinished_lists_what_a_poller_must_resume(make_ledger):
     clock = Clock(datetime(2025, 1, 2, tzinfo=UTC))
     with make_ledger(clock=clock) as store:

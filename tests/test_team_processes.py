@@ -34,7 +34,12 @@ VARIANTS = 6
 FINAL = ("SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN", "EXPIRED", "REJECTED")
 
 WORKER = r"""
-import json, os, sys, time
+import json, logging, os, sys, time
+logging.basicConfig(filename="worker.log", level=logging.DEBUG,
+                    format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
+for noisy in ("botocore", "s3fs", "fsspec", "aiobotocore", "urllib3", "httpcore", "httpx",
+              "asyncio", "sqlalchemy"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
 import wan_nb
 from wan_nb.experiment import Experiment
 from wan_nb.store_pg import PgLedger
@@ -79,7 +84,7 @@ def _env() -> dict[str, str]:
 
 
 def _message(proc: subprocess.Popen[str], key: str, timeout: float = 240) -> dict:
-    """The next JSON line of a worker that has ``key``."""
+    """The next JSON line of a worker that has ``key`` (a worker's log: its worker.log)."""
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -138,11 +138,14 @@ class Ledger(Protocol):
 
     # -- ownership (which kernel looks after a run) -----------------------------------------
 
-    def claim(self, run_id: str, owner: str, *, stale_after: float = 30.0) -> bool:
-        """Take a run for ``owner`` if it is unowned, already ``owner``'s, or its owner's
-        heartbeat is older than ``stale_after`` seconds (then the heartbeat is set to now);
-        atomic, so of racing claimants one wins. Returns whether ``owner`` now owns it.
-        RunNotFound if absent."""
+    def claim(self, run_id: str, owner: str, *, stale_after: float = 30.0,
+              dead_owner: str | None = None) -> bool:
+        """Take a run for ``owner`` if it is unowned, already ``owner``'s, its owner's
+        heartbeat is older than ``stale_after`` seconds, or its owner is still ``dead_owner``
+        (a kernel the caller found dead: taken whatever its last heartbeat, but never from
+        another claimant that took it meanwhile); then the heartbeat is set to now. Atomic,
+        so of racing claimants one wins. Returns whether ``owner`` now owns it. RunNotFound
+        if absent."""
         ...
 
     def release(self, run_id: str, owner: str) -> bool:

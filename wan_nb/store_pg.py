@@ -46,6 +46,7 @@ from .store_db import SCHEMA_VERSION
 from .store_table import (STORED, RunNotFound, SchemaVersionError, StoreError, StoreReadOnly,
                           utc_text)
 from .store_url import check_url, mask_url
+from .store_writes import CLAIMABLE
 
 try:
     import sqlalchemy as sa
@@ -321,7 +322,8 @@ class PgLedger(Store):
 
     # -- what PostgreSQL does its own way --------------------------------------------------
 
-    def claim(self, run_id: str, owner: str, *, stale_after: float = 30.0) -> bool:
+    def claim(self, run_id: str, owner: str, *, stale_after: float = 30.0,
+              dead_owner: str | None = None) -> bool:
         """Take ownership as :meth:`Store.claim` does, the run locked with ``SELECT … FOR
         UPDATE SKIP LOCKED``: a run another transaction is writing now (another kernel
         taking it over, or its owner at work) is not waited for: the answer is no at once,
@@ -331,7 +333,6 @@ class PgLedger(Store):
         now = self._now()
         cutoff = utc_text(now - timedelta(seconds=stale_after))
         row = self._encode({"owner": owner, "owner_heartbeat": now}, UPDATABLE)
-        free = "(owner IS NULL OR owner = ? OR owner_heartbeat IS NULL OR owner_heartbeat < ?)"
         with self._write() as con:
             got = con.execute("SELECT owner FROM runs WHERE run_id = ? FOR UPDATE SKIP LOCKED",
                               (run_id,)).fetchone()
@@ -341,7 +342,8 @@ class PgLedger(Store):
                 if seen is None:
                     raise RunNotFound(f"no run {run_id!r} in {self._where}")
                 return bool(seen[0] == owner)
-            return self._update(con, run_id, row, f" AND {free}", (owner, cutoff))
+            return self._update(con, run_id, row, f" AND {CLAIMABLE}",
+                                (owner, cutoff, dead_owner))
 
 
 def _password(url: str) -> str | None:

@@ -19,6 +19,13 @@ from wan_nb.store_codec import INSERTABLE, UPDATABLE, RunCodec, allowed_text, ne
 from wan_nb.store_table import RunNotFound, StoreError, utc_text
 
 
+#: the runs a claim may take: unowned, already the claimant's, its owner's heartbeat older than
+#: the cutoff, or still held by the owner the claimant found dead (parameters: claimant,
+#: cutoff, dead owner or None)
+CLAIMABLE = ("(owner IS NULL OR owner = ? OR owner_heartbeat IS NULL OR owner_heartbeat < ? "
+             "OR owner = ?)")
+
+
 class RunWrites(RunCodec):
     """Inserts, updates, transitions and claims (a layer of the Store)."""
 
@@ -172,15 +179,17 @@ class RunWrites(RunCodec):
             marks = ", ".join("?" * len(expected))
             return self._update(con, run_id, row, f" AND status IN ({marks})", expected)
 
-    def claim(self, run_id: str, owner: str, *, stale_after: float = 30.0) -> bool:
-        """Take ownership of a run if it is unowned, already ``owner``'s, or its owner's
-        heartbeat is older than ``stale_after`` seconds. Returns whether ``owner`` now owns it."""
+    def claim(self, run_id: str, owner: str, *, stale_after: float = 30.0,
+              dead_owner: str | None = None) -> bool:
+        """Take ownership of a run if it is unowned, already ``owner``'s, its owner's
+        heartbeat is older than ``stale_after`` seconds, or its owner is still
+        ``dead_owner`` (the one the caller found dead). Returns whether ``owner`` now owns it."""
         now = self._now()
         cutoff = utc_text(now - timedelta(seconds=stale_after))
         row = self._encode({"owner": owner, "owner_heartbeat": now}, UPDATABLE)
         with self._write() as con:
-            return self._update(con, run_id, row, " AND (owner IS NULL OR owner = ? OR "
-                                "owner_heartbeat IS NULL OR owner_heartbeat < ?)", (owner, cutoff))
+            return self._update(con, run_id, row, f" AND {CLAIMABLE}",
+                                (owner, cutoff, dead_owner))
 
     def release(self, run_id: str, owner: str) -> bool:
         """Give up ownership (only if ``owner`` holds it); returns whether it was released."""
