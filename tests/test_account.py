@@ -6,6 +6,7 @@ ledger folder, against one emulator CLI whose per-model limits are enforced."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import multiprocessing
@@ -22,6 +23,7 @@ import pytest
 
 from tests.conftest import run_cli_emulator
 from wan_nb import catalog
+from wan_nb.account import SharedQueryLimiter
 from wan_nb.errors import ValidationError
 from wan_nb.store import Store
 
@@ -107,6 +109,42 @@ def _take_five(root: str) -> list[float]:
             sent = time.time()
             out.append(sent + store.take_slots("acct", "query", interval=0.05))
         return out
+
+
+# -- the kernel side: query turns shared by kernels ---------------------------------------------
+
+def test_query_turns_are_shared_by_kernels_and_late_turns_are_dropped(tmp_path):
+    now = [0.0]  # seconds since T0, for the ledger and both kernels alike
+    store = Store(tmp_path / "l", clock=lambda: T0 + dt.timedelta(seconds=now[0]))
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    kernels = [SharedQueryLimiter(store, "emulator", 10.0, clock=lambda: now[0], sleep=sleep)
+               for _ in range(2)]
+    sent: list[float] = []
+
+    async def burst() -> None:
+        for i in range(60):
+            await kernels[i % 3 % 2].acquire()  # both kernels, unevenly
+            sent.append(now[0])
+
+    asyncio.run(burst())
+    # the account's 10/s held by the two together, in every sliding second
+    assert max(sum(1 for u in sent if t - 1 + 1e-3 < u <= t) for t in sent) <= 10
+    assert min(b - a for a, b in zip(sent, sent[1:], strict=False)) >= 0.1 - 1e-5
+    assert sent[-1] < 9.0  # and used: 60 queries at 10/s (turns a kernel skipped are lost)
+    assert max(k.block for k in kernels) > 1  # busy kernels reserve several turns at once
+    # an idle kernel's reserved turns are dropped, never saved up for a burst later
+    idle = kernels[0]
+    idle.block, idle._last = 4, None
+    idle._turns.clear()
+    asyncio.run(idle.acquire())
+    now[0] += 5.0
+    dropped = idle.dropped
+    asyncio.run(idle.acquire())
+    assert idle.dropped == dropped + 3 and idle.block == 2
+    store.close()
 
 
 # -- begin_create(limit=): tasks at once across kernels ----------------------------------------

@@ -92,7 +92,8 @@ class SharedQueryLimiter:
     ledger (the account's 20/s; the policy uses 15): turns ``1/rate`` apart reserved in the
     ledger, a block at a time. A turn not used within :data:`LATE` s of its time is dropped
     (never saved up), so the turns that leave are as spaced at the service as reserved. The
-    block grows while every turn is used and shrinks when turns are dropped. Falls back to
+    block doubles while the kernel asks again as soon as its turns are used (busy) and halves
+    when turns are dropped (idle). Falls back to
     the kernel's own sliding-second limiter when the ledger cannot be written."""
 
     def __init__(self, store: Ledger, backend: str, rate: float, *,
@@ -107,6 +108,7 @@ class SharedQueryLimiter:
         self.local = QueryLimiter(rate, clock=clock, sleep=sleep)
         self.shared = True
         self._turns: collections.deque[float] = collections.deque()
+        self._last: float | None = None  # the last turn handed out
         self._lock: asyncio.Lock | None = None
         self.reserved = 0
         self.dropped = 0
@@ -136,10 +138,11 @@ class SharedQueryLimiter:
             self.dropped += dropped
             self.block = max(1, self.block // 2)
         if self._turns:
-            if not dropped and len(self._turns) == 1:
-                self.block = min(MAX_BLOCK, self.block * 2)  # the block is being used up
-            return self._turns.popleft()
+            self._last = self._turns.popleft()
+            return self._last
         interval = 1.0 / self.rate
+        if not dropped and self._last is not None and now - self._last <= 2 * interval:
+            self.block = min(MAX_BLOCK, self.block * 2)  # asking again at once: busy
         asked = self.clock()
         try:
             wait = await asyncio.to_thread(self.store.take_slots, self.account, "query",
@@ -151,4 +154,5 @@ class SharedQueryLimiter:
         start = asked + wait  # the ledger's now is (about) when we asked
         self.reserved += self.block
         self._turns.extend(start + i * interval for i in range(self.block))
-        return self._turns.popleft()
+        self._last = self._turns.popleft()
+        return self._last
