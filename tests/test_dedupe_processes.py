@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 WORKER = r"""
 import os, random, sys, time
-from wan_nb.store_url import open_ledger
+from wan_nb.ledgers import open_ledger
 root, barrier, keys = sys.argv[1], sys.argv[2], int(sys.argv[3])
 store = open_ledger(root)  # a folder (SQLite) or a postgresql:// URL
 order = list(range(keys))

@@ -450,7 +450,7 @@ def test_threads_share_one_store(store):
 
 CHILD = r"""
 import os, random, sys, time
-from wan_nb.store_url import open_ledger
+from wan_nb.ledgers import open_ledger
 mode, root, go, tag, n = sys.argv[1:6]
 store = open_ledger(root)  # a folder, or a postgresql:// URL
 ids = [run["run_id"] for run in store.runs()]

@@ -11,7 +11,8 @@ import pytest
 import wan_nb
 from wan_nb.errors import ValidationError
 from wan_nb.store import Store, StoreError
-from wan_nb.store_url import check_store_arg, check_url, mask_url, open_ledger, url_scheme
+from wan_nb.ledgers import open_ledger
+from wan_nb.store_url import check_store_arg, check_url, mask_url, url_scheme
 
 SECRET = "s3cr3t-Pa55"
 

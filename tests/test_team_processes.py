@@ -169,8 +169,12 @@ def test_three_machines_share_one_postgresql_ledger(pg_url, tmp_path, request):
     assert all(r["status"] == "SUCCEEDED" for r in runs), [r["status"] for r in runs]
     for s in settled:
         assert s["statuses"] == ["SUCCEEDED"] * VARIANTS
-    # the killed kernel's runs were taken over and finished by the others
+    # the killed kernel's runs were taken over and finished by the others, each by one
     assert sum(s["taken_over"] for s in settled) >= len(held)
+    took = [line.split("took over ")[1].split()[0] for f in machines
+            if (f / "worker.log").exists()
+            for line in (f / "worker.log").read_text().splitlines() if "took over " in line]
+    assert set(held) <= set(took) and len(took) == len(set(took)), took
     assert all(r["owner"] is None for r in runs)  # released by the kernel that finished it
     # every video is in the bucket once, named by its sha256, and its bytes match it
     fs = ObjectVideos(f"s3://{BUCKET}", _options(endpoint)).fs

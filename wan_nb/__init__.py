@@ -73,7 +73,8 @@ def connect(api_key: str | Secret | None = None, *, region: str | None = None,
     # Wrapped first, before anything can raise: a verbose traceback prints every frame's
     # arguments and locals (see Secret).
     api_key = Secret(api_key) if api_key is not None else Secret.from_env()
-    from .store_url import is_shared_ledger, open_ledger
+    from .ledgers import open_ledger
+    from .store_url import is_shared_ledger
 
     use_emulator = (not api_key) if emulator is None else bool(emulator)
     if workspace is not None and not use_emulator:

@@ -117,7 +117,7 @@ class Session:
     def store(self) -> Store:
         """The run ledger (``./wan_runs`` beside the notebook unless told otherwise)."""
         if self._store is None:
-            from .store_url import open_ledger
+            from .ledgers import open_ledger
 
             store = open_ledger(self._store_arg)  # a folder (SQLite) or postgresql:// URL
             legacy = self.aio.config.legacy_backend

@@ -1,4 +1,4 @@
-"""Which ledger a ``store=`` names: a folder (the SQLite :class:`~wan_nb.store.Store`, the
+"""What a ``store=`` may name: a folder (the SQLite :class:`~wan_nb.store.Store`, the
 default) or a ``postgresql://`` URL (:class:`~wan_nb.store_pg.PgLedger`, for a team). Anything
 else that looks like a URL is refused here, before a folder is made or a server is reached.
 
@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ValidationError
-
-if TYPE_CHECKING:
-    from .store import Store
 
 #: the URL schemes of a PostgreSQL ledger (all mean psycopg 3 through SQLAlchemy)
 PG_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
@@ -130,31 +127,3 @@ def _is_store(value: Any) -> bool:
     from .store import Store
 
     return isinstance(value, Store)
-
-
-def open_ledger(store: Any = None, **kwargs: Any) -> Store:
-    """The ledger ``store`` names (checked by :func:`check_store_arg`): a ledger as it is, a
-    ``postgresql://`` URL (argument, else ``$WAN_NB_STORE``) as a
-    :class:`~wan_nb.store_pg.PgLedger`, else the SQLite :class:`~wan_nb.store.Store` of
-    the folder."""
-    from .store import Store
-    from .store_open import ENV_VAR
-
-    if isinstance(store, Store):
-        return store
-    if store is None and os.environ.get(ENV_VAR):
-        try:
-            check_store_arg(os.environ[ENV_VAR])
-        except ValidationError as exc:
-            raise ValidationError([(ENV_VAR, f"{ENV_VAR}: {m}") for _, m in exc.errors]) \
-                from None
-        store = os.environ[ENV_VAR]
-    else:
-        check_store_arg(store)
-    if isinstance(store, str) and url_scheme(store) is not None:
-        from .store_pg import PgLedger
-
-        return PgLedger(store, **kwargs)
-    from .store import Store
-
-    return Store(store, **kwargs)
