@@ -23,6 +23,19 @@ if [ -n "$missing" ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>
   fi
   rm -f "$apt_log"
 fi
+# tests/pg_server.py runs Debian's PostgreSQL server (initdb in a temporary folder, on
+# 127.0.0.1; the team ledger tests skip without it, and fail under CI): install it likewise.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] \
+    && command -v apt-get >/dev/null 2>&1; then
+  echo "installing Debian's postgresql for the team ledger tests" >&2
+  apt_log="$(mktemp)"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends postgresql; } >"$apt_log" 2>&1; then
+    echo "WARNING: installing postgresql failed; its tests will skip (fail under CI):" >&2
+    tail -n 20 "$apt_log" >&2
+  fi
+  rm -f "$apt_log"
+fi
 # the tests must not reach the real service, whatever the caller's shell has
 unset DASHSCOPE_API_KEY DASHSCOPE_HTTP_BASE_URL WAN_NB_STORE
 # Each test has its own timeout (pyproject.toml: pytest-timeout, faulthandler); this bounds what

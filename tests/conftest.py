@@ -125,3 +125,51 @@ def cli_emulator(tmp_path):
     key ``CLI_KEY``. Yields its base URL."""
     with run_cli_emulator(tmp_path / "emu", key=CLI_KEY) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL on 127.0.0.1 for the whole run (tests/pg_server.py); skipped
+    without the server locally, failed in CI."""
+    from tests.pg_server import running_server
+
+    with running_server() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """The URL of a fresh, empty database of :func:`pg_server`."""
+    return pg_server.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_kind(request):
+    """Run a ledger contract test against both ledgers: SQLite and PostgreSQL."""
+    return request.param
+
+
+@pytest.fixture
+def make_ledger(request, ledger_kind, tmp_path):
+    """``make_ledger(**kw)``: a ledger of ``ledger_kind`` (a SQLite folder in tmp_path, or a
+    fresh PostgreSQL database with its videos in tmp_path), closed after the test."""
+    from wan_nb.store import Store
+
+    made = []
+    location = (str(tmp_path / "runs") if ledger_kind == "sqlite"
+                else request.getfixturevalue("pg_url"))
+
+    def make(**kw):
+        if ledger_kind == "sqlite":
+            ledger = Store(location, **kw)
+        else:
+            from wan_nb.store_pg import PgLedger
+
+            ledger = PgLedger(location, root=tmp_path / "runs", **kw)
+        made.append(ledger)
+        return ledger
+
+    make.location = location
+    yield make
+    for ledger in made:
+        ledger.close()

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from wan_nb.store import Store, ValidationError
+from wan_nb.store import ValidationError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 WORKER = r"""
 import os, random, sys, time
-from wan_nb.store import Store
+from wan_nb.ledgers import open_ledger
 root, barrier, keys = sys.argv[1], sys.argv[2], int(sys.argv[3])
-store = Store(root)
+store = open_ledger(root)  # a folder (SQLite) or a postgresql:// URL
 order = list(range(keys))
 random.shuffle(order)
 open(barrier + ".ready%d" % os.getpid(), "w").close()
@@ -44,7 +44,7 @@ def _env() -> dict[str, str]:
             "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def _race(root: Path, barrier: Path, procs: int, keys: int) -> list[int]:
+def _race(root: Path | str, barrier: Path, procs: int, keys: int) -> list[int]:
     workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(root), str(barrier),
                                  str(keys)], env=_env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for _ in range(procs)]
@@ -63,10 +63,10 @@ def _race(root: Path, barrier: Path, procs: int, keys: int) -> list[int]:
 
 
 @pytest.mark.parametrize("rep", range(3))
-def test_processes_racing_on_the_same_keys_insert_each_once(tmp_path, rep):
-    root = tmp_path / "store"
-    Store(root).close()  # the file exists before the race, as with a kernel already connected
-    store = Store(root)
+def test_processes_racing_on_the_same_keys_insert_each_once(tmp_path, rep, make_ledger):
+    root = make_ledger.location  # a SQLite folder or a PostgreSQL database
+    # the ledger exists before the race, as with a kernel already connected
+    store = make_ledger()
     # a failed run does not count: its variant is created again, once
     failed = store.insert_run(experiment="race", fingerprint="fp0", backend="emulator",
                               status="FAILED")
@@ -78,8 +78,8 @@ def test_processes_racing_on_the_same_keys_insert_each_once(tmp_path, rep):
     store.close()
 
 
-def test_insert_run_once_reuses_by_experiment_fingerprint_and_backend(tmp_path):
-    with Store(tmp_path / "s") as store:
+def test_insert_run_once_reuses_by_experiment_fingerprint_and_backend(make_ledger):
+    with make_ledger() as store:
         key = {"experiment": "e", "fingerprint": "f", "backend": "emulator"}
         first, new = store.insert_run_once(**key, seed=1)
         assert new

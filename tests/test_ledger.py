@@ -1,5 +1,5 @@
-"""The ledger protocol: the SQLite Store implements it, and it names exactly what the rest of
-the package asks of its store (so another ledger, PostgreSQL say, knows what to provide)."""
+"""The ledger protocol: the SQLite Store and the PostgreSQL PgLedger implement it, and it names
+exactly what the package asks of its store (what any other ledger must provide)."""
 
 from __future__ import annotations
 
@@ -8,23 +8,23 @@ import inspect
 from pathlib import Path
 
 from wan_nb.ledger import LEDGER_MEMBERS, Ledger
-from wan_nb.store import Store
 
 PACKAGE = Path(__file__).resolve().parents[1] / "wan_nb"
 # the ledger's own modules, and the emulator (its task store is another thing)
 NOT_CLIENTS = ("store", "ledger", "emulator/")
 
 
-def test_the_sqlite_store_is_a_ledger(tmp_path: Path) -> None:
-    ledger: Ledger = Store(tmp_path)  # mypy checks the signatures here (and in store.py)
+def test_each_store_is_a_ledger(make_ledger) -> None:
+    """SQLite and PostgreSQL (conftest.make_ledger) both."""
+    ledger: Ledger = make_ledger()  # mypy checks the signatures in store.py
     assert isinstance(ledger, Ledger)
     for name in sorted(LEDGER_MEMBERS):
         declared = inspect.getattr_static(Ledger, name)
-        assert hasattr(ledger, name), f"Store lacks the ledger member {name}"
+        assert hasattr(ledger, name), f"{type(ledger).__name__} lacks the ledger member {name}"
         if isinstance(declared, property):
             continue
         want = inspect.signature(declared).parameters.values()
-        got = inspect.signature(getattr(Store, name)).parameters.values()
+        got = inspect.signature(getattr(type(ledger), name)).parameters.values()
         assert [(p.name, p.kind, p.default is p.empty) for p in want] == \
                [(p.name, p.kind, p.default is p.empty) for p in got], name
     ledger.insert_run(prompt="a cat")

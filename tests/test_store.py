@@ -108,10 +108,9 @@ class Clock:
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "runs")
-    yield s
-    s.close()
+def store(make_ledger):
+    """The ledger contract tests run on SQLite and PostgreSQL (conftest.make_ledger)."""
+    return make_ledger()
 
 
 def integrity(db: Path) -> str:
@@ -334,9 +333,9 @@ def test_transition_is_compare_and_set(store):
         store.transition(rid, expect="WAITING", status="PENDING")
 
 
-def test_claim_heartbeat_and_release(tmp_path):
+def test_claim_heartbeat_and_release(make_ledger):
     clock = Clock(datetime(2025, 1, 1, tzinfo=UTC))
-    with Store(tmp_path, clock=clock) as store:
+    with make_ledger(clock=clock) as store:
         rid = store.insert_run(prompt="x")
         assert store.claim(rid, "A")
         assert not store.claim(rid, "B")
@@ -355,9 +354,22 @@ def test_claim_heartbeat_and_release(tmp_path):
         assert store.claim(rid, "A")
 
 
-def test_unfinished_lists_what_a_poller_must_resume(tmp_path):
+def test_a_dead_owners_run_is_taken_once(make_ledger):
+    """Two kernels that both saw A die: the first takes the run, the second does not take it
+    from the first (its heartbeat is fresh, and its owner is no longer A)."""
+    with make_ledger() as store:
+        rid = store.insert_run(prompt="x")
+        assert store.claim(rid, "A")
+        assert not store.claim(rid, "B")
+        assert store.claim(rid, "B", dead_owner="A")  # A's heartbeat is fresh: taken anyway
+        assert not store.claim(rid, "C", dead_owner="A")  # B holds it now
+        assert store.get_run(rid)["owner"] == "B"
+        assert store.claim(rid, "B", dead_owner="A")  # re-entrant
+
+
+def test_unfinished_lists_what_a_poller_must_resume(make_ledger):
     clock = Clock(datetime(2025, 1, 2, tzinfo=UTC))
-    with Store(tmp_path, clock=clock) as store:
+    with make_ledger(clock=clock) as store:
         old = store.insert_run(prompt="old", created_at=clock.now - timedelta(hours=25))
         want = {store.insert_run(prompt=s, status=s) for s in STATUSES
                 if s not in FINAL_STATUSES}
@@ -370,10 +382,10 @@ def test_unfinished_lists_what_a_poller_must_resume(tmp_path):
         assert old in {r["run_id"] for r in store.unfinished(max_age=timedelta(days=2))}
 
 
-def test_reconciliation_reads_answer_for_their_key_and_window(tmp_path):
+def test_reconciliation_reads_answer_for_their_key_and_window(make_ledger):
     clock = Clock(datetime(2025, 1, 2, tzinfo=UTC))
     now, key = clock.now, {"backend": "emu", "model": "wan2.5-t2v-preview", "prompt": "a kite"}
-    with Store(tmp_path, clock=clock) as store:
+    with make_ledger(clock=clock) as store:
         me = store.insert_run(**key, status="SUBMITTING", sent_at=now)
         counted = [store.insert_run(**key, status="SUBMITTING", sent_at=now - timedelta(minutes=2)),
                    store.insert_run(**key, status="FAILED", error_code="AmbiguousCreate",
@@ -438,9 +450,9 @@ def test_threads_share_one_store(store):
 
 CHILD = r"""
 import os, random, sys, time
-from wan_nb.store import Store
+from wan_nb.ledgers import open_ledger
 mode, root, go, tag, n = sys.argv[1:6]
-store = Store(root)
+store = open_ledger(root)  # a folder, or a postgresql:// URL
 ids = [run["run_id"] for run in store.runs()]
 random.Random(tag).shuffle(ids)  # both sweep all runs, in different orders, at the same time
 print("ready", flush=True)
@@ -549,15 +561,15 @@ def test_kill_9_in_the_middle_of_writing(tmp_path, seen):
 
 
 @pytest.mark.parametrize("mode", ["transition", "claim"])
-def test_compare_and_set_races_have_exactly_one_winner(tmp_path, mode):
-    root = tmp_path / "race"
-    with Store(root) as store:
+def test_compare_and_set_races_have_exactly_one_winner(tmp_path, mode, make_ledger):
+    with make_ledger() as store:
         ids = store.insert_runs([{"prompt": str(i)} for i in range(300)])
-    won_a, won_b = run_together(tmp_path, root, [(mode, "A", 0), (mode, "B", 0)])
+    won_a, won_b = run_together(tmp_path, make_ledger.location,
+                                [(mode, "A", 0), (mode, "B", 0)])
     assert not set(won_a) & set(won_b)
     assert sorted(won_a + won_b) == sorted(ids)
     assert won_a and won_b  # the sweeps really overlapped (random orders, ~half each)
-    with Store(root) as store:
+    with make_ledger() as store:
         owners = {r["run_id"]: r["owner"] for r in store.runs()}
     assert {owners[r] for r in won_a} <= {"A"} and {owners[r] for r in won_b} <= {"B"}
 
@@ -605,7 +617,7 @@ def test_migrates_a_v1_file_keeping_its_data(tmp_path):
     con.executescript(V1_SQL)
     con.close()
     with Store(root) as store:
-        assert store.schema_version == SCHEMA_VERSION == 6
+        assert store.schema_version == SCHEMA_VERSION == 7
         old = store.get_run("20250101000000-0000abcd")
         assert (old["prompt"], old["seed"], old["tags"], old["prompt_extend"]) == (
             "an old cat", 42, ["v1"], True)
@@ -629,10 +641,10 @@ def test_newer_file_is_refused_and_left_untouched(tmp_path):
     root.mkdir()
     con = sqlite3.connect(root / "ledger.sqlite3")
     con.executescript("CREATE TABLE runs (run_id TEXT PRIMARY KEY, hologram BLOB);"
-                      "INSERT INTO runs VALUES ('r', x'00'); PRAGMA user_version = 7;")
+                      "INSERT INTO runs VALUES ('r', x'00'); PRAGMA user_version = 8;")
     con.close()
     before = tree_digest(root)
-    with pytest.raises(SchemaVersionError, match="schema version 7.*up to 6.*not modified"):
+    with pytest.raises(SchemaVersionError, match="schema version 8.*up to 7.*not modified"):
         Store(root)
     assert tree_digest(root) == before
 

@@ -10,8 +10,9 @@ Without DASHSCOPE_API_KEY, connect() uses the offline emulator::
 
 from __future__ import annotations
 
-import os
+import socket
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ def connect(api_key: str | Secret | None = None, *, region: str | None = None,
             base_url: str | None = None, workspace: str | None = None, store: Any = None,
             emulator: bool | None = None,
             speed: str | float | None = None, resume: bool = True, quiet: bool = False,
+            videos: str | None = None, video_options: Mapping[str, Any] | None = None,
             **kwargs: Any) -> Session:
     """A :class:`Session` ready for notebooks.
 
@@ -58,15 +60,21 @@ def connect(api_key: str | Secret | None = None, *, region: str | None = None,
     ``workspace`` (a Model Studio workspace id) with ``region`` uses the per-workspace host
     ``https://{workspace}.{region-id}.maas.aliyuncs.com`` (the same account and tasks).
     Without one, or with ``emulator=True``, it starts the offline emulator on 127.0.0.1 and
-    says so in one line. ``store`` is the run ledger's folder (default ``./wan_runs``).
+    says so in one line. ``store`` is the run ledger: its folder (default ``./wan_runs``,
+    SQLite) or, for a team sharing runs, ``"postgresql://user:password@host:port/db"`` (needs
+    ``pip install 'wan_nb[team]'``; videos then go to the local ``./wan_runs``).
     ``resume`` re-attaches to unfinished runs left by an earlier kernel.
+    ``videos="s3://bucket/prefix"`` keeps the downloaded videos on object storage, once each
+    by sha256 (``video_options``: fsspec storage options; else the AWS environment; needs
+    ``pip install 'wan_nb[team]'``); a local copy beside the notebook plays them inline.
 
     A bad configuration raises before anything is written: no ``./wan_runs`` is left behind.
     """
     # Wrapped first, before anything can raise: a verbose traceback prints every frame's
     # arguments and locals (see Secret).
     api_key = Secret(api_key) if api_key is not None else Secret.from_env()
-    from .store import Store
+    from .ledgers import open_ledger
+    from .store_url import is_shared_ledger
 
     use_emulator = (not api_key) if emulator is None else bool(emulator)
     if workspace is not None and not use_emulator:
@@ -78,6 +86,10 @@ def connect(api_key: str | Secret | None = None, *, region: str | None = None,
         base_url = Config.workspace_url(workspace, region)
     _check_store_arg(store)
     _check_client_kwargs(kwargs)
+    from .session import _video_target
+
+    _video_target(videos, video_options)  # checked before anything starts or is written
+    kwargs.update(videos=videos, video_options=video_options)
     if not use_emulator:
         # configuration (and, for a custom URL, the server's identity) checked here; the
         # store is created only by resume() or the first job
@@ -104,7 +116,7 @@ def connect(api_key: str | Secret | None = None, *, region: str | None = None,
                  if value is not None]
         if clash:
             raise ValidationError(clash)
-        the_store = store if isinstance(store, Store) else Store(store)
+        the_store = open_ledger(store)
         if the_store.read_only:
             # a read-only ledger can be read, not written: its emulator lives elsewhere
             # and nothing is resumed
@@ -119,8 +131,12 @@ def connect(api_key: str | Secret | None = None, *, region: str | None = None,
         # The embedded emulator keeps the label "emulator", not "emulator:<id>": its data
         # lives inside this store (one emulator per store, so the name is unambiguous) and
         # every run recorded so far carries that label, so de-duplication and resume keep
-        # matching them without a store migration.
-        client = Client(emu_key, base_url=emu.base_url, backend="emulator",
+        # matching them without a store migration. A ledger other machines share
+        # (PostgreSQL) sees every machine's embedded emulator: each is named by its host
+        # and folder there, so none takes another's runs (and tasks) for its own.
+        label = (f"emulator:{socket.gethostname()}:{data_dir}" if is_shared_ledger(the_store)
+                 else "emulator")
+        client = Client(emu_key, base_url=emu.base_url, backend=label,
                         store=the_store, **kwargs)
         client.emulator = emu
         if not quiet:
@@ -135,21 +151,11 @@ def connect(api_key: str | Secret | None = None, *, region: str | None = None,
 
 
 def _check_store_arg(store: Any) -> None:
-    """``store`` is None, a folder path or a Store; refused before any folder is made."""
-    from .store import Store
+    """``store`` is None, a folder path, a postgresql:// URL or a Store; anything else is
+    refused before any folder is made (:func:`wan_nb.store_url.check_store_arg`)."""
+    from .store_url import check_store_arg
 
-    if store is None or isinstance(store, Store):
-        return
-    if not isinstance(store, (str, os.PathLike)) or isinstance(store, bytes):
-        raise ValidationError([("store", f"store must be a folder path or a wan_nb.Store, not "
-                                         f"{type(store).__name__}")])
-    text = os.fspath(store)
-    if not isinstance(text, str) or not text.strip():
-        raise ValidationError([("store", "store must name a folder; an empty path would "
-                                         "write the ledger into the current folder")])
-    path = os.path.expanduser(text)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValidationError([("store", f"store {text!r} exists and is not a folder")])
+    check_store_arg(store)
 
 
 def _check_client_kwargs(kwargs: dict[str, Any]) -> None:

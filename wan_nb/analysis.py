@@ -14,6 +14,7 @@ import difflib
 import os
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
@@ -186,9 +187,13 @@ def with_thumbnails(df: pd.DataFrame, root: str | os.PathLike[str], *, frames: i
 
     from .media import thumbnail_strip
 
+    from .video_objects import with_local_videos
+
     out = df.copy()
     cells = []
-    for path in out["video_path"]:
+    # videos on object storage: their local copies (fetched when missing)
+    local = with_local_videos(df, Path(root)) if "video_sha256" in df else df
+    for path in local["video_path"]:
         if path is None or path is pd.NA or not isinstance(path, str):
             cells.append("")
             continue

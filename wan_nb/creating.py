@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 from . import catalog, transitions
+from .account import AccountPace
 from .errors import AmbiguousCreateError, APIError, TransportError, ValidationError, WanError
 from .jobs import Job, _utcnow
 from .reconcile import CreateGate, create_key
@@ -36,6 +37,11 @@ class Creator:
         self.m = manager
         self.queue: collections.deque[Job] = collections.deque()
         self.pacer = CreatePacer(manager.policy.create_spacing)
+        self.account = (AccountPace(manager.store, manager.backend)
+                        if manager.policy.share_account else None)
+        #: model -> monotonic time before which no create of it is tried again: the
+        #: account's tasks at once were all in flight (begin_create said "full")
+        self._held: dict[str, float] = {}
         self._gates: dict[str, CreateGate] = collections.defaultdict(CreateGate)
         self._reconciling: set[str] = set()  # run ids with a reconcile step running
 
@@ -47,7 +53,8 @@ class Creator:
         if not self.queue:
             return None
         m = self.m
-        return max(min(self.pacer.next_allowed(j.request.model) for j in self.queue),
+        return max(min(max(self.pacer.next_allowed(j.request.model),
+                           self._held.get(j.request.model, 0.0)) for j in self.queue),
                    min(m.track(j).not_before for j in self.queue))
 
     def start_submissions(self, now: float) -> None:
@@ -63,7 +70,7 @@ class Creator:
             if job.status != "QUEUED" or job.run_id in m.cancel_requested:
                 continue  # cancelled while queued
             if (now < m.track(job).not_before or not self.pacer.ready(model, now)
-                    or create_key(job.request) in busy):
+                    or now < self._held.get(model, 0.0) or create_key(job.request) in busy):
                 waiting.append(job)
                 continue
             self.pacer.started(model, now)
@@ -71,6 +78,12 @@ class Creator:
             m.track(job).starting = True
             m.spawn(self._create(job), job)
         self.queue = waiting
+
+    def freed(self, model: str) -> None:
+        """A task of ``model`` this kernel polls has ended: one of the account's places is
+        free, so a create held for it is tried now rather than at its next retry."""
+        if self._held.pop(model, None) is not None:
+            self.m.wake_up()
 
     def enqueue(self, job: Job, delay: float | None = None) -> None:
         """Into the create queue (not before ``delay`` s from now, when given)."""
@@ -96,8 +109,18 @@ class Creator:
         m = self.m
         sent_at = _utcnow()
         # off the loop thread: a ledger locked by another kernel must not stall the others
-        outcome, blocker = await asyncio.to_thread(m.store.begin_create, job.run_id,
-                                                   sent_at=sent_at)
+        model = job.request.model
+        limit = catalog.get_model(model).concurrency if self.account else None
+        outcome, blocker = await asyncio.to_thread(
+            m.store.begin_create, job.run_id, sent_at=sent_at, limit=limit,
+            stale_after=m.policy.stale_after)
+        if outcome == "full":
+            # the account's tasks at once are in flight across the kernels sharing it: no
+            # create of this model until one ends (this job keeps its place in the queue)
+            m.stats["creates_held"] += 1
+            self._held[model] = time.monotonic() + m.schedule.jittered(m.policy.hold_retry)
+            self.queue.appendleft(job)
+            return
         if outcome == "gone":  # cancelled or taken over through the ledger meanwhile
             m.ownership.settle(job)
             return
@@ -113,6 +136,12 @@ class Creator:
                     log.info("could not look after %s: %s", blocker, e)
             return
         m.set(job, status="SUBMITTING", sent_at=sent_at)
+        if self.account is not None:
+            # the account's next create turn of this model, shared by every kernel
+            await self.account.create_turn(model)
+            if job.run_id in m.cancel_requested:
+                self.requeue(job, "cancelled before it was sent", 0.0)
+                return
         m.stats["creates"] += 1
         track = m.track(job)
         try:

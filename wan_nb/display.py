@@ -16,6 +16,8 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+from .video_objects import is_object_url, presigned
+
 EMBED_LIMIT = 8 * 1024 * 1024
 
 _COLOURS = {"SUCCEEDED": "#1a7f37", "FAILED": "#cf222e", "REJECTED": "#cf222e",
@@ -108,6 +110,17 @@ def video_tag(path: str | None, width: int = 480, *, widget: bool = False) -> st
             + (RESOLVE_HOOK if served else ""))
 
 
+def signed_video_tag(run: Any, width: int) -> str:
+    """A video on object storage that has no local copy here: played from a URL signed now
+    (valid an hour, never stored)."""
+    url = presigned(run)
+    if url is None:
+        return (f"<div><i>the video is at {html.escape(str(run.get('video_path')))} (no local "
+                "copy could be made, and no URL could be signed)</i></div>")
+    return (f'<video src="{html.escape(url)}" controls loop playsinline preload="metadata" '
+            f'style="max-width:100%;width:{width}px"></video>')
+
+
 def video_problem(job: Any) -> Any:
     """The store's check of a job's video (None when there is nothing to say or no store)."""
     if not job.video_path:
@@ -123,7 +136,10 @@ def video_block(job: Any, width: int) -> str:
     """The job's video, preceded by what is wrong with the file, if anything."""
     check = video_problem(job)
     if check is None:
-        return video_tag(job.video, width)
+        video = job.video
+        if video is None and is_object_url(job.video_path):
+            return signed_video_tag(job.record, width)
+        return video_tag(video, width)
     warning = (f"<div style='color:#cf222e'>⚠ {html.escape(check.problem or check.state)}"
                "</div>")
     return warning if check.state == "missing" else warning + video_tag(job.video, width)

@@ -8,12 +8,15 @@ import asyncio
 import collections
 import datetime as dt
 import logging
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import transitions
 from .errors import APIError, DownloadError, TaskExpired, TransportError, WanError
 from .jobs import Job, _utcnow
 from .request import GenerationRequest
+from .video_objects import ObjectVideos, cache_path
 
 if TYPE_CHECKING:
     from .poller import JobManager
@@ -73,6 +76,10 @@ class Downloader:
             try:
                 result = await m.aio.download(record["video_url"], path)
                 info = await asyncio.to_thread(_probe, str(path))
+                where = str(result.path)
+                if m.videos is not None:  # object storage: uploaded once, by content
+                    where = await asyncio.to_thread(_upload, m.videos, path, result.sha256,
+                                                    result.bytes, m.store.root)
             except (DownloadError, TransportError, TaskExpired, ValueError, OSError) as e:
                 if not isinstance(e, TaskExpired):
                     path.unlink(missing_ok=True)
@@ -86,7 +93,7 @@ class Downloader:
                 return
             m.stats["downloads"] += 1
             problems = check_video(job.request, info)
-            m.finish(job, video_path=str(result.path), video_sha256=result.sha256,
+            m.finish(job, video_path=where, video_sha256=result.sha256,
                      video_bytes=result.bytes, video_fps=info.fps,
                      video_frames=info.frames, video_duration=info.duration,
                      has_audio=info.has_audio,
@@ -149,6 +156,19 @@ class Downloader:
             if not m.store.check_video(row).ok:
                 out.append(row)
         return out
+
+
+def _upload(videos: ObjectVideos, path: Path, sha256: str, size: int, root: Path) -> str:
+    """Upload a verified, probed video (written once, by content) and keep the local file as
+    the cache copy Jupyter serves; returns the object's URL. A failed upload is a failed
+    download (retried in rounds while the service's URL is valid)."""
+    try:
+        url = videos.put(path, sha256, size)
+    except WanError as e:
+        raise DownloadError(str(e), retryable=True) from None
+    cache = cache_path(root, {"video_sha256": sha256, "video_path": url})
+    os.replace(path, cache)
+    return url
 
 
 def _probe(path: str) -> Any:

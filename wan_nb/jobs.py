@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from . import runtime
 from .errors import JobTimeout, TaskExpired, TaskFailed, ValidationError, WanError
 from .request import GenerationRequest
+from .video_objects import is_object_url, local_copy
 from .schedule import Durations, PollPolicy  # noqa: F401  (their old home: kept importable)
 from .statuses import ENDED_WITHOUT_VIDEO, FINAL_STATUSES, OUTCOME_UNKNOWN
 
@@ -214,8 +215,18 @@ class Job:
 
     @property
     def video(self) -> str | None:
-        """Absolute path of the downloaded video, or None."""
-        p = self._manager.store.video_file(self._state.record)
+        """Absolute path of the downloaded video, or None. A video on object storage is
+        its local copy, fetched (and checked) the first time it is asked for here (never on
+        the toolkit's loop thread); None when that cannot be made (see ``video_path``)."""
+        record = self._state.record
+        if is_object_url(record.get("video_path")):
+            if runtime.in_runtime_thread():  # a widget callback: never fetch on the loop
+                p = self._manager.store.video_file(record)
+                p = p if p is not None and p.is_file() else None
+            else:
+                p = local_copy(self._manager.store.root, record)
+        else:
+            p = self._manager.store.video_file(record)
         return str(p) if p is not None else None
 
     @property

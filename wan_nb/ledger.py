@@ -42,7 +42,7 @@ __all__ = ["LEDGER_MEMBERS", "CreateOutcome", "Ledger", "Run"]
 #: one run as a ledger returns it (see the module docstring)
 Run = dict[str, Any]
 #: what :meth:`Ledger.begin_create` decided
-CreateOutcome = Literal["started", "busy", "gone"]
+CreateOutcome = Literal["started", "busy", "full", "gone"]
 
 
 @runtime_checkable
@@ -97,13 +97,38 @@ class Ledger(Protocol):
         ...
 
     def begin_create(self, run_id: str, /, *, sent_at: datetime,
-                     max_age: timedelta = ...) -> tuple[CreateOutcome, str | None]:
+                     max_age: timedelta = ..., limit: int | None = None,
+                     stale_after: float = 30.0) -> tuple[CreateOutcome, str | None]:
         """Move a QUEUED run to SUBMITTING (recording ``sent_at``) unless another run of the
         same backend, model and prompt, created within ``max_age`` (default 24 h), is
         SUBMITTING; check and move are one atomic step across processes, so at most one
         create per key is ever unresolved. Returns ``("started", None)``, ``("busy",
         run_id_of_the_blocking_run)`` or ``("gone", None)`` (the run is no longer QUEUED).
-        RunNotFound if absent."""
+        RunNotFound if absent.
+
+        Tasks at once, held across kernels (``limit``: the model's concurrency; None: no
+        hold). A run is *live* when its ``owner_heartbeat`` is within ``stale_after`` s of
+        now (a dead kernel's runs stop counting). When a live run of another owner (``owner``
+        differs from this run's) of the same backend and model, created within ``max_age``,
+        is unfinished (QUEUED, SUBMITTING, PENDING or RUNNING), and ``limit`` or more live
+        runs of that backend and model are in flight (SUBMITTING, PENDING or RUNNING), the
+        run does not move and the answer is ``("full", None)``: try again when a task ends.
+        A kernel alone on a model is not held (the service queues past its limit, as before).
+        The count and the move are the same atomic step as the rest."""
+        ...
+
+    # -- the account's shared pace (one scheduler per account across kernels) ----------------
+
+    def take_slots(self, account: str, name: str, *, interval: float,
+                   count: int = 1) -> float:
+        """Reserve ``count`` turns of the pace ``name`` of ``account`` (e.g. ``"create:<model>"``
+        spaced ``1/submissions_per_s``, ``"query"`` spaced ``1/rate``), ``interval`` s apart,
+        after every turn any process reserved before; returns the seconds from now until the
+        first turn (0.0: now; the others follow at ``interval``). A pace whose last turn is
+        past starts now (unused past turns are not saved up). Atomic across processes: no two
+        reservations share a turn. The ledger's own clock decides (callers only ever see
+        a delay, so their clocks need not agree). ValidationError unless ``interval > 0``
+        and ``1 <= count <= 100``; an account or name over 200 characters: ValidationError."""
         ...
 
     def rename_backend(self, old: str, new: str) -> int:
@@ -113,11 +138,14 @@ class Ledger(Protocol):
 
     # -- ownership (which kernel looks after a run) -----------------------------------------
 
-    def claim(self, run_id: str, owner: str, *, stale_after: float = 30.0) -> bool:
-        """Take a run for ``owner`` if it is unowned, already ``owner``'s, or its owner's
-        heartbeat is older than ``stale_after`` seconds (then the heartbeat is set to now);
-        atomic, so of racing claimants one wins. Returns whether ``owner`` now owns it.
-        RunNotFound if absent."""
+    def claim(self, run_id: str, owner: str, *, stale_after: float = 30.0,
+              dead_owner: str | None = None) -> bool:
+        """Take a run for ``owner`` if it is unowned, already ``owner``'s, its owner's
+        heartbeat is older than ``stale_after`` seconds, or its owner is still ``dead_owner``
+        (a kernel the caller found dead: taken whatever its last heartbeat, but never from
+        another claimant that took it meanwhile); then the heartbeat is set to now. Atomic,
+        so of racing claimants one wins. Returns whether ``owner`` now owns it. RunNotFound
+        if absent."""
         ...
 
     def release(self, run_id: str, owner: str) -> bool:

@@ -77,9 +77,13 @@ class Ownership:
                 or (_utcnow() - beat).total_seconds() > self.m.policy.stale_after)
 
     def claim(self, row: dict[str, Any]) -> bool:
-        """Take over a run unless another live process looks after it."""
-        stale = 0.0 if owner_dead(row.get("owner")) else self.m.policy.stale_after
-        return self.m.store.claim(row["run_id"], self.m.owner, stale_after=stale)
+        """Take over a run unless another live process looks after it. A dead owner's run is
+        taken only while that owner still holds it: two kernels that both saw it die take
+        it once (with stale_after=0 the second took it from the first, and both ran it)."""
+        owner = row.get("owner")
+        dead = owner if owner and owner_dead(owner) else None
+        return self.m.store.claim(row["run_id"], self.m.owner,
+                                  stale_after=self.m.policy.stale_after, dead_owner=dead)
 
     # -- other kernels' runs -----------------------------------------------------------------
     def watch(self, run_id: str) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import runtime, transitions
+from .account import SharedQueryLimiter
 from .creating import Creator
 from .downloading import Downloader
 from .errors import JobTimeout, ValidationError, WanError
@@ -36,6 +37,7 @@ from .store_table import StoreError
 if TYPE_CHECKING:
     from .backend import Backend
     from .ledger import Ledger
+    from .video_objects import ObjectVideos
 
 log = logging.getLogger("wan_nb.jobs")
 
@@ -55,7 +57,11 @@ class JobManager(RunBook):
                          Schedule(policy, durations, aio.backend, rng or random.Random()),
                          durations)
         self.aio = aio
-        self.limiter = QueryLimiter(policy.query_rate)
+        self.limiter: QueryLimiter | SharedQueryLimiter = (
+            SharedQueryLimiter(store, aio.backend, policy.query_rate) if policy.share_account
+            else QueryLimiter(policy.query_rate))
+        #: where videos go after their download (object storage), None: the store's folder
+        self.videos: ObjectVideos | None = None
         self.cancel_requested: set[str] = set()  # nothing more is created for these
         self.closed = False
         self.closed_event: asyncio.Event | None = None

@@ -64,6 +64,8 @@ class Polling:
             m.stats["queries"] += 1
             m.carry_out(job, transitions.on_task_state(m.state(job).record, state,
                                                        track.counters, _utcnow(), m.policy))
+            if job.status not in ACTIVE_SERVICE:
+                m.creator.freed(job.request.model)  # a place of the account is free
 
     async def _list_states(self, active: list[Job]) -> dict[str, TaskSummary]:
         m = self.m

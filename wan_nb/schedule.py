@@ -34,6 +34,8 @@ class PollPolicy:
     model, size and duration); past the expected end it is ``clamp(overrun_share * overrun,
     floor, ceiling)``. Every interval gets ±``jitter`` so many jobs do not poll in lockstep.
     With ``list_threshold`` or more jobs in flight, one list request replaces their queries.
+    With ``share_account`` the kernels sharing a ledger share the account's limits
+    (:mod:`wan_nb.account`).
     """
 
     floor: float = 0.5
@@ -52,6 +54,10 @@ class PollPolicy:
     create_spacing: float = 1.1  # × 1/rate between creates of one model
     watch_interval: float = 1.0  # how often runs owned by another kernel are re-read
     reconcile_give_up: float = 900.0  # s an ambiguous create may stay undecided
+    # kernels sharing the ledger share the account's limits (wan_nb.account): creates paced
+    # and tasks at once held across them, queries within query_rate together
+    share_account: bool = True
+    hold_retry: float = 0.15  # s before a create held at the tasks-at-once limit tries again
 
     def interval(self, remaining: float, rng: random.Random) -> float:
         base = self.share * remaining if remaining > 0 else self.overrun_share * -remaining

@@ -20,12 +20,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import runtime
 from .client import (AsyncClient, Config, DownloadResult, Secret, as_request)
-from .errors import WanError
+from .errors import ValidationError, WanError
 from .request import GenerationRequest
 from .schedule import RunBand
 from .wire import TaskPage, TaskState
@@ -56,8 +56,15 @@ class Session:
     def __init__(self, api_key: str | Secret | None = None, *, region: str | None = None,
                  base_url: str | None = None, async_client: AsyncClient | None = None,
                  store: Store | str | os.PathLike[str] | None = None,
-                 policy: PollPolicy | None = None, **kwargs: Any):
+                 policy: PollPolicy | None = None, videos: str | None = None,
+                 video_options: Mapping[str, Any] | None = None, **kwargs: Any):
         api_key = None if api_key is None else Secret(api_key)  # first: see Secret
+        #: where downloaded videos go: None for the store's folder, else object storage
+        #: (``videos="s3://bucket/prefix"``; wan_nb.video_objects)
+        self.videos = _video_target(videos, video_options)
+        from .store_url import check_store_arg
+
+        check_store_arg(store)  # a store URL wan_nb cannot use is refused before anything
         self.aio = async_client or AsyncClient(api_key, region=region, base_url=base_url,
                                                **kwargs)
         self.emulator: Any = None  # the embedded emulator, when connect() started one
@@ -110,10 +117,9 @@ class Session:
     def store(self) -> Store:
         """The run ledger (``./wan_runs`` beside the notebook unless told otherwise)."""
         if self._store is None:
-            from .store import Store
+            from .ledgers import open_ledger
 
-            arg = self._store_arg
-            store = arg if isinstance(arg, Store) else Store(arg)
+            store = open_ledger(self._store_arg)  # a folder (SQLite) or postgresql:// URL
             legacy = self.aio.config.legacy_backend
             if legacy and legacy != self.backend and not store.read_only:
                 # runs an earlier version (or an unanswered question) filed under the URL's
@@ -248,6 +254,18 @@ class Client(Session):
     :func:`wan_nb.connect` returns one, so ``isinstance(s, wan_nb.Client)`` keeps working."""
 
 
+def _video_target(videos: str | None, options: Mapping[str, Any] | None) -> Any:
+    """``videos=``/``video_options=`` checked (before anything is made) and registered."""
+    if videos is None:
+        if options is not None:
+            raise ValidationError([("video_options", "video_options= configures videos= "
+                                                     "(object storage); give both")])
+        return None
+    from .video_objects import ObjectVideos, register
+
+    return register(ObjectVideos(videos, options))
+
+
 class _Managers:
     """One job manager per (store, backend) in a process, shared by every session on it; it
     stops when its last session closes. A session that asks for another poll policy gets a
@@ -255,11 +273,13 @@ class _Managers:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_key: dict[tuple[str, str, str], list[tuple[JobManager, set[int]]]] = {}
+        self._by_key: dict[tuple[str, ...], list[tuple[JobManager, set[int]]]] = {}
 
     @staticmethod
-    def _key(session: Session) -> tuple[str, str, str]:
-        return (str(session.store.root.resolve()), session.backend, session.base_url)
+    def _key(session: Session) -> tuple[str, ...]:
+        # the repr tells two ledgers apart that share a video folder (a database URL)
+        return (str(session.store.root.resolve()), repr(session.store), session.backend,
+                session.base_url)
 
     def acquire(self, session: Session) -> JobManager:
         from .poller import JobManager
@@ -267,11 +287,12 @@ class _Managers:
         key = self._key(session)
         with self._lock:
             for manager, holders in self._by_key.get(key, []):
-                if not manager.closed and (session._policy is None
-                                           or session._policy == manager.policy):
+                if not manager.closed and manager.videos == session.videos and (
+                        session._policy is None or session._policy == manager.policy):
                     holders.add(id(session))
                     return manager
             manager = JobManager(session.aio, session.store, policy=session._policy)
+            manager.videos = session.videos
             self._by_key.setdefault(key, []).append((manager, {id(session)}))
             return manager
 

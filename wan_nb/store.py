@@ -51,6 +51,7 @@ from wan_nb.store_db import MIGRATIONS as MIGRATIONS
 from wan_nb.store_db import SCHEMA_VERSION
 from wan_nb.store_db import VIDEOS_DIR as VIDEOS_DIR
 from wan_nb.store_open import ENV_VAR as ENV_VAR
+from wan_nb.store_account import AccountSlots
 from wan_nb.store_queries import RunQueries
 from wan_nb.store_table import (
     AUDIO_MODES,
@@ -69,13 +70,14 @@ from wan_nb.store_table import (
 )
 from wan_nb.store_video import VideoCheck, check_video_file
 from wan_nb.store_writes import RunWrites
+from wan_nb.video_objects import cache_path, check_object, is_object_url, with_local_videos
 
 __all__ = ["AUDIO_MODES", "COLUMNS", "FINAL_STATUSES", "SCHEMA_VERSION", "STATUSES", "TIERS",
            "LedgerDamaged", "RunNotFound", "SchemaVersionError", "Store", "StoreError",
            "StoreFull", "StoreReadOnly", "VideoCheck", "read_export"]
 
 
-class Store(RunWrites, RunQueries):
+class Store(RunWrites, RunQueries, AccountSlots):
     """The run ledger. Safe to share between threads, processes and killed kernels.
 
     ``Store(root=None, *, synchronous="NORMAL", busy_timeout=30.0, clock=None)``: ``root``
@@ -83,15 +85,19 @@ class Store(RunWrites, RunQueries):
     """
 
     # Layers, each in its module: LedgerConnection (store_db: file, schema, transactions) <
-    # RunCodec (store_codec: field values) < RunWrites (store_writes) and RunQueries
-    # (store_queries); the videos and exports are here.
+    # RunCodec (store_codec: field values) < RunWrites (store_writes), RunQueries
+    # (store_queries) and AccountSlots (store_account: the account's shared paces); the
+    # videos and exports are here.
 
     def __enter__(self) -> Store:
         return self
 
     def video_file(self, run: str | dict[str, Any]) -> Path | None:
         """Absolute path of a run's video (``run`` is a run_id or a run dict), or None."""
-        rel = (self.get_run(run) if isinstance(run, str) else run).get("video_path")
+        row = self.get_run(run) if isinstance(run, str) else run
+        rel = row.get("video_path")
+        if is_object_url(rel):  # on object storage: its local copy (video_objects)
+            return cache_path(self.root, row)
         return self.root / rel if rel else None
 
     def check_video(self, run: str | dict[str, Any], *, full: bool = False) -> VideoCheck:
@@ -107,6 +113,8 @@ class Store(RunWrites, RunQueries):
             if check.redownload: ...
         """
         row = self.get_run(run) if isinstance(run, str) else run
+        if is_object_url(row.get("video_path")):  # the object itself: size, sha256 if full
+            return check_object(self.root, row, full=full)
         check, new_mtime = check_video_file(self.root, row, full=full)
         if new_mtime is not None and not self.read_only:
             # same content, new mtime (touched, copied): remember it, so it is not hashed again
@@ -188,8 +196,8 @@ class Store(RunWrites, RunQueries):
         out = Path(path)
         if out.suffix.lower() != ".zip":
             raise ValidationError([("path", f"a bundle is a .zip file, not {out.name!r}")])
-        return write_bundle(self.to_dataframe(experiment=experiment), out, self.root,
-                            self.schema_version, self._now())
+        frame = with_local_videos(self.to_dataframe(experiment=experiment), self.root)
+        return write_bundle(frame, out, self.root, self.schema_version, self._now())
 
 
 if TYPE_CHECKING:

@@ -23,6 +23,7 @@ import pandas as pd
 from wan_nb.errors import ValidationError
 from wan_nb.statuses import STATUSES
 from wan_nb.store_db import LedgerConnection
+from wan_nb.video_objects import is_object_url
 from wan_nb.store_table import (AUDIO_MODES, COLUMNS, DERIVED, KIND, STORED, rewritten,
                                 utc_text)
 
@@ -66,7 +67,7 @@ class RunCodec(LedgerConnection):
         return out
 
     def _mtime_ns(self, rel: str | None) -> int | None:
-        if rel is None:
+        if rel is None or is_object_url(rel):
             return None
         try:
             return (self.root / rel).stat().st_mtime_ns
@@ -88,6 +89,8 @@ class RunCodec(LedgerConnection):
             if name == "audio_mode" and value not in AUDIO_MODES:
                 raise ValueError(f"{value!r} is not one of {allowed_text(AUDIO_MODES)}")
             if kind == "path":
+                if is_object_url(value):  # a video on object storage (video_objects)
+                    return value
                 return self._relative_video_path(value)
             return value or None  # empty text is stored as missing (CSV cannot tell them apart)
         if kind == "int":

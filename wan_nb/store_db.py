@@ -103,6 +103,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # v6: keep (1) or reject (0) beside the 1-5 rating, set from the gallery (issue 11)
         "ALTER TABLE runs ADD COLUMN keep INTEGER",
     ),
+    (  # v7: the account's shared paces (creates per model, queries): the next free turn of
+        # each, in the ledger's clock (epoch seconds), so kernels sharing the ledger share
+        # the account's limits (issue 13; store_account.py)
+        """CREATE TABLE account_slots (
+            account TEXT NOT NULL, name TEXT NOT NULL, next_at REAL NOT NULL,
+            PRIMARY KEY (account, name))""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -158,6 +165,26 @@ class LedgerConnection:
 
     def _why_read_only(self) -> str | None:
         return why_read_only(self.db_path)
+
+    # -- what another ledger (store_pg.PgLedger) does its own way ---------------------------
+
+    #: the driver's error for a broken unique key (caught by the writes)
+    _integrity_errors: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
+
+    @staticmethod
+    def _unique_column(exc: Exception) -> str | None:
+        """Which unique column (run_id, task_id) a driver's integrity error is about."""
+        return next((name for name in ("run_id", "task_id") if f"runs.{name}" in str(exc)),
+                    None)
+
+    def _serialize(self, con: Any, *key: Any) -> None:
+        """Make the rest of this write transaction exclusive for ``key`` across processes.
+        Nothing to do here: BEGIN IMMEDIATE already took SQLite's one write lock."""
+
+    @property
+    def _where(self) -> str:
+        """The ledger as error messages name it."""
+        return str(self.db_path)
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"

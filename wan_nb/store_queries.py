@@ -35,7 +35,7 @@ class RunQueries(RunCodec):
         """One run as a dict (datetimes aware UTC, tags a list, derived fields filled in)."""
         rows = self._select(" WHERE run_id = ?", (run_id,))
         if not rows:
-            raise RunNotFound(f"no run {run_id!r} in {self.db_path}")
+            raise RunNotFound(f"no run {run_id!r} in {self._where}")
         return self._decode(rows[0])
 
     @staticmethod

@@ -14,8 +14,16 @@ from wan_nb._version import __version__
 from wan_nb.errors import ValidationError
 from wan_nb.ledger import CreateOutcome
 from wan_nb.statuses import STATUSES
+from wan_nb.store_account import account_full
 from wan_nb.store_codec import INSERTABLE, UPDATABLE, RunCodec, allowed_text, new_run_id
 from wan_nb.store_table import RunNotFound, StoreError, utc_text
+
+
+#: the runs a claim may take: unowned, already the claimant's, its owner's heartbeat older than
+#: the cutoff, or still held by the owner the claimant found dead (parameters: claimant,
+#: cutoff, dead owner or None)
+CLAIMABLE = ("(owner IS NULL OR owner = ? OR owner_heartbeat IS NULL OR owner_heartbeat < ? "
+             "OR owner = ?)")
 
 
 class RunWrites(RunCodec):
@@ -45,8 +53,9 @@ class RunWrites(RunCodec):
                 try:
                     con.execute(sql, [row[n] for n in names])
                     break
-                except sqlite3.IntegrityError as exc:
-                    if generated and "runs.run_id" in str(exc):  # same second, same 32 bits
+                except self._integrity_errors as exc:
+                    # same second, same 32 bits
+                    if generated and self._unique_column(exc) == "run_id":
                         row["run_id"] = row["run_id"][:15] + secrets.token_hex(4)
                         continue
                     raise self._integrity(exc, row) from exc
@@ -55,11 +64,11 @@ class RunWrites(RunCodec):
             ids.append(row["run_id"])
         return ids
 
-    def _integrity(self, exc: sqlite3.IntegrityError, row: dict[str, Any]) -> ValidationError:
-        for name in ("run_id", "task_id"):
-            if f"runs.{name}" in str(exc):
-                return ValidationError([(name, f"{name} {row.get(name)!r} is already recorded "
-                                               "in this store")])
+    def _integrity(self, exc: Exception, row: dict[str, Any]) -> ValidationError:
+        name = self._unique_column(exc)
+        if name is not None:
+            return ValidationError([(name, f"{name} {row.get(name)!r} is already recorded "
+                                           "in this store")])
         return ValidationError([("row", f"rejected by the ledger: {exc}")])
 
     def insert_run(self, **fields: Any) -> str:
@@ -105,11 +114,12 @@ class RunWrites(RunCodec):
                "ORDER BY created_at DESC, rowid DESC LIMIT 1")
         # BEGIN IMMEDIATE takes SQLite's one write lock before the look-up, and every other
         # process's write transaction waits for it: look-up and insert are one atomic step.
-        # (A PostgreSQL ledger would do the same with `SELECT pg_advisory_xact_lock(
-        # hashtextextended(experiment || fingerprint || backend, 0))` at the start of the
-        # transaction; a unique index cannot express it, since force=True re-rolls keep
-        # several live runs per key.)
+        # (PostgreSQL: _serialize takes a transaction-scoped advisory lock on the key; a
+        # unique index cannot express it, since force=True re-rolls keep several live runs
+        # per key.)
         with self._write() as con:
+            self._serialize(con, "once", row["fingerprint"], row.get("experiment"),
+                            row.get("backend"))
             found = con.execute(sql, (row["fingerprint"], row.get("experiment"),
                                       row.get("backend"), *skip,
                                       *(codes if skip else ()))).fetchone()
@@ -138,11 +148,11 @@ class RunWrites(RunCodec):
         try:
             cur = con.execute(f"UPDATE runs SET {sets} WHERE run_id = ?{where}",
                               [*row.values(), run_id, *params])
-        except sqlite3.IntegrityError as exc:
+        except self._integrity_errors as exc:
             raise self._integrity(exc, row) from exc
         if cur.rowcount == 0 and not con.execute("SELECT 1 FROM runs WHERE run_id = ?",
                                                  (run_id,)).fetchone():
-            raise RunNotFound(f"no run {run_id!r} in {self.db_path}")
+            raise RunNotFound(f"no run {run_id!r} in {self._where}")
         return cur.rowcount == 1
 
     def update_run(self, run_id: str, /, **fields: Any) -> None:
@@ -169,15 +179,17 @@ class RunWrites(RunCodec):
             marks = ", ".join("?" * len(expected))
             return self._update(con, run_id, row, f" AND status IN ({marks})", expected)
 
-    def claim(self, run_id: str, owner: str, *, stale_after: float = 30.0) -> bool:
-        """Take ownership of a run if it is unowned, already ``owner``'s, or its owner's
-        heartbeat is older than ``stale_after`` seconds. Returns whether ``owner`` now owns it."""
+    def claim(self, run_id: str, owner: str, *, stale_after: float = 30.0,
+              dead_owner: str | None = None) -> bool:
+        """Take ownership of a run if it is unowned, already ``owner``'s, its owner's
+        heartbeat is older than ``stale_after`` seconds, or its owner is still
+        ``dead_owner`` (the one the caller found dead). Returns whether ``owner`` now owns it."""
         now = self._now()
         cutoff = utc_text(now - timedelta(seconds=stale_after))
         row = self._encode({"owner": owner, "owner_heartbeat": now}, UPDATABLE)
         with self._write() as con:
-            return self._update(con, run_id, row, " AND (owner IS NULL OR owner = ? OR "
-                                "owner_heartbeat IS NULL OR owner_heartbeat < ?)", (owner, cutoff))
+            return self._update(con, run_id, row, f" AND {CLAIMABLE}",
+                                (owner, cutoff, dead_owner))
 
     def release(self, run_id: str, owner: str) -> bool:
         """Give up ownership (only if ``owner`` holds it); returns whether it was released."""
@@ -193,8 +205,8 @@ class RunWrites(RunCodec):
             return cur.rowcount
 
     def begin_create(self, run_id: str, /, *, sent_at: datetime,
-                     max_age: timedelta = timedelta(hours=24)
-                     ) -> tuple[CreateOutcome, str | None]:
+                     max_age: timedelta = timedelta(hours=24), limit: int | None = None,
+                     stale_after: float = 30.0) -> tuple[CreateOutcome, str | None]:
         """Move a QUEUED run to SUBMITTING unless another run of the same backend, model and
         prompt is SUBMITTING (its create unresolved), in one write transaction, so the rule
         holds across kernels sharing this ledger.
@@ -208,23 +220,36 @@ class RunWrites(RunCodec):
         Returns ``(outcome, blocker)``: ``"started"``; ``"busy"`` with the run_id of the
         unresolved create of this key (try later); or ``"gone"`` (the run is no longer
         QUEUED: cancelled, or taken elsewhere).
+
+        With ``limit`` the account's tasks at once are held across kernels: ``"full"`` when
+        another live kernel competes for the model and ``limit`` runs are in flight
+        (:func:`wan_nb.store_account.account_full`; the protocol says the whole rule).
         """
-        cutoff = utc_text(self._now() - max_age)
+        now = self._now()
+        cutoff = utc_text(now - max_age)
         row = self._encode({"status": "SUBMITTING", "sent_at": sent_at}, UPDATABLE)
         with self._write() as con:
-            me = con.execute("SELECT status, backend, model, prompt FROM runs WHERE run_id = ?",
-                             (run_id,)).fetchone()
+            me = con.execute("SELECT status, backend, model, prompt, owner FROM runs "
+                             "WHERE run_id = ?", (run_id,)).fetchone()
             if me is None:
-                raise RunNotFound(f"no run {run_id!r} in {self.db_path}")
+                raise RunNotFound(f"no run {run_id!r} in {self._where}")
             if me[0] != "QUEUED":
                 return "gone", None
+            # (PostgreSQL: one lock per backend and model covers the key and the account)
+            self._serialize(con, "create", me[1], me[2])
             busy = con.execute(
                 "SELECT run_id FROM runs WHERE status = 'SUBMITTING' AND run_id != ? AND "
                 "backend IS ? AND model = ? AND prompt = ? AND created_at >= ? LIMIT 1",
                 (run_id, me[1], me[2], me[3], cutoff)).fetchone()
             if busy is not None:
                 return "busy", busy[0]
-            self._update(con, run_id, row, " AND status = 'QUEUED'", ())
+            if limit is not None and account_full(
+                    con, owner=me[4], backend=me[1], model=me[2], limit=limit,
+                    created_after=cutoff,
+                    beat_after=utc_text(now - timedelta(seconds=stale_after))):
+                return "full", None
+            if not self._update(con, run_id, row, " AND status = 'QUEUED'", ()):
+                return "gone", None  # moved on since it was read (PostgreSQL)
             return "started", None
 
     def rename_backend(self, old: str, new: str) -> int:
