@@ -48,10 +48,26 @@ def _hook() -> None:
     _hooked[:] = [shell]
 
 
+def _running_cell() -> str | None:
+    """The id of the cell running now: from the execute request the kernel is answering
+    (its metadata's ``cellId``), else what the last ``pre_run_cell`` said."""
+    try:
+        from IPython import get_ipython
+
+        kernel = getattr(get_ipython(), "kernel", None)
+        parent = kernel.get_parent("shell") if kernel is not None else None
+        cell = (parent or {}).get("metadata", {}).get("cellId")
+        if cell:
+            return str(cell)
+    except Exception:  # another front end or kernel: fall back to the event's id
+        pass
+    return _current[0]
+
+
 def file_under_current_cell(widget: Any) -> None:
     """Close ``widget`` when the cell running now runs again."""
-    _hook()
-    cell = _current[0]
+    _hook()  # installed on first use: the cell running now is found from the kernel
+    cell = _running_cell()
     if cell:
         with _lock:
             refs = _by_cell.setdefault(cell, [])
