@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import io
 import wave
 from collections.abc import Callable, Iterator
 
@@ -83,12 +84,19 @@ def make_client(tmp_path, make_emulator):
 @pytest.fixture
 def wav_file(tmp_path):
     path = tmp_path / "voice.wav"
-    with wave.open(str(path), "wb") as w:
+    path.write_bytes(wav_bytes())
+    return path
+
+
+def wav_bytes(seconds: float = 4.0, rate: int = 8000) -> bytes:
+    """A silent mono 16-bit WAV of ``seconds``."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(b"\x00\x00" * 8000 * 4)
-    return path
+        w.setframerate(rate)
+        w.writeframes(b"\x00\x00" * int(rate * seconds))
+    return buf.getvalue()
 
 
 CLI_KEY = "sk-resume-test-0123456789"

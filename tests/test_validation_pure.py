@@ -14,7 +14,6 @@ import os
 import pickle
 import sys
 import threading
-import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,6 +21,8 @@ import pytest
 
 from wan_nb import audiofile, catalog
 from wan_nb.errors import ValidationError
+
+from .conftest import wav_bytes
 from wan_nb.request import PARAMETERS, GenerationRequest
 
 # -- counting file opens -----------------------------------------------------------------------
@@ -269,12 +270,7 @@ def test_a_stored_request_reads_no_file_even_when_it_names_one(tmp_path):
 def test_reading_an_audio_header_is_pure():
     """What the file is and how long it lasts comes from bytes in memory; only
     ``audiofile.load`` opens the file."""
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(b"\x00\x00" * 8000 * 4)
+    buf = io.BytesIO(wav_bytes())
     with file_opens() as opened:
         assert audiofile.seconds(buf.getvalue(), "WAV") == 4.0
         with pytest.raises(audiofile.NotAudio, match="not RIFF....WAVE"):

@@ -6,7 +6,6 @@ load() -> request() round trips, the live service's confirmation, and no callbac
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import time
 import wave
@@ -19,6 +18,8 @@ from ipywidgets.widgets import widget as widget_module
 import wan_nb
 from wan_nb import catalog
 from wan_nb.errors import ValidationError
+
+from .conftest import wav_bytes
 from wan_nb.widgets import form_controls as fc
 from wan_nb.widgets.form import GenerationForm
 
@@ -337,13 +338,7 @@ def test_a_failing_on_submit_still_sends_and_says_so(session):
 
 
 def test_an_uploaded_audio_file_is_saved_in_the_store_and_sent(form, session):
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(b"\x00\x00" * 8000 * 4)
-    data = buf.getvalue()
+    data = wav_bytes()
     fill(form, "wan2.5-t2v-preview", prompt="a choir", audio="custom")
     form.audio_file.value = ({"name": "my voice.wav", "type": "audio/wav", "size": len(data),
                               "content": memoryview(data),
