@@ -473,7 +473,7 @@ def _use_the_studio(page: Any, lab: LabServer, expect: Any, dialogs: list[str]) 
     gallery = studio.locator(".wan-gallery").first
     expect(gallery).to_be_visible()
     assert Store(lab.root / "wan_runs").to_dataframe()["rating"].isna().all()
-    gallery.locator(".widget-toggle-buttons button", has_text=re.compile("^4$")).first.click()
+    gallery.locator("button[data-wan-rate='4']").first.click()
     deadline = time.monotonic() + UI_TIMEOUT
     while True:
         ratings = Store(lab.root / "wan_runs").to_dataframe()["rating"].dropna().tolist()
@@ -481,6 +481,9 @@ def _use_the_studio(page: Any, lab: LabServer, expect: Any, dialogs: list[str]) 
             break
         assert time.monotonic() < deadline, f"the rating did not reach the store: {ratings}"
         time.sleep(0.2)
+    # ... and the card shows it, pressed
+    expect(gallery.locator("button[data-wan-rate='4'][aria-pressed='true']")).to_have_count(
+        1, timeout=UI_TIMEOUT * 1000)
 
     # hostile text is shown as text, and nothing it carries runs
     prompt.click()

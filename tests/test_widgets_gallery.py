@@ -15,7 +15,6 @@ import threading
 import time
 from pathlib import Path
 
-import ipywidgets as W
 from ipywidgets.widgets import widget as widget_module
 import pytest
 
@@ -82,13 +81,21 @@ def cell_runs(widget) -> list[str]:
 
 
 def grid_cells(gallery: Gallery) -> list[list[str]]:
-    """Each grid cell's run ids, row by row (headers left out)."""
-    box_to_run = {id(c.box): c.job.run_id for c in gallery.cards}
+    """Each grid cell's run ids, row by row (labels left out), read from the markup."""
     cells = []
-    for child in gallery.grid.children:
-        if isinstance(child, W.VBox) and id(child) not in box_to_run:
-            cells.append([box_to_run[id(b)] for b in child.children])
+    for row in gallery.grid.children:
+        if row is gallery.header:
+            continue
+        for cell in re.split(r"<div style='min-width:0'>", row.value)[1:]:
+            cells.append(re.findall(r"data-wan-run='([^']*)'", cell))
+    assert cells == gallery.cells()
     return cells
+
+
+def click(gallery: Gallery, run_id: str, action: str, value) -> None:
+    """What a card button's handler sends through the hidden channel."""
+    gallery.channel.value = json.dumps({"n": random.random(), "run_id": run_id,
+                                        "action": action, "value": value})
 
 
 def test_two_parameters_facet_a_labelled_grid(studio):
@@ -99,17 +106,19 @@ def test_two_parameters_facet_a_labelled_grid(studio):
     assert gallery.col_labels == ["Seed: 1", "Seed: 2"]
     by = {(j.prompt, j.seed): j.run_id for j in exp.jobs}
     assert grid_cells(gallery) == [[by[(p, s)]] for p in PROMPTS for s in (1, 2)]
-    assert gallery.grid.layout.grid_template_columns.endswith("repeat(2, minmax(160px, 1fr))")
-    headers = [c for c in gallery.grid.children if isinstance(c, W.HTML)]
-    assert len(headers) == 1 + 2 + 2  # the corner, two columns, two rows
-    assert "Prompt: 一只狐狸在雪地里" in headers[-1].value
+    assert "grid-template-columns:minmax(80px, 180px) repeat(2, minmax(160px, 1fr))" in (
+        gallery.grid.children[1].value)
+    # one HTML for the labels of the columns (and the corner), one per row
+    assert len(gallery.grid.children) == 1 + 2
+    assert gallery.grid.children[0].value.count("font-weight:bold") == 1 + 2
+    assert "Prompt: 一只狐狸在雪地里" in gallery.grid.children[-1].value
 
     # the dropdowns re-facet: seed down the rows, nothing across
     gallery.rows.value, gallery.cols.value = "seed", None
     assert gallery.row_labels == ["Seed: 1", "Seed: 2"] and gallery.col_labels == []
     assert grid_cells(gallery) == [[by[(p, 1)] for p in PROMPTS], [by[(p, 2)] for p in PROMPTS]]
     # what is not faceted any more is said under each video
-    assert "Prompt</span> a paper boat at dawn" in gallery.cards[0].html.value
+    assert "Prompt</span> a paper boat at dawn" in gallery.cards[0].html
     gallery.close()
 
     # model × ratio over runs of two protocols
@@ -132,18 +141,41 @@ def test_a_rating_and_a_verdict_reach_the_store_at_once(studio):
     exp = studio["exp"]
     gallery = Gallery(exp, on_load=lambda job: None)
     first, second = gallery.cards[0], gallery.cards[1]
-    first.rating.value = 4  # what a click on "4" does
-    second.keep.value = False
+    click(gallery, first.job.run_id, "rate", 4)  # what a click on "4" sends
+    gallery.set_keep(second.job.run_id, False)  # the same code
     df = exp.to_dataframe()
     assert df.loc[first.job.run_id, "rating"] == 4
     assert df.loc[second.job.run_id, "keep"] is False or df.loc[second.job.run_id, "keep"] == 0
     assert df["rating"].notna().sum() == 1 and df["keep"].notna().sum() == 1
     assert "1 rated" in gallery.status.value
+    # the markup shows it: the pressed buttons
+    assert re.search(r"mod-active' data-wan-rate='4'[^>]*aria-pressed='true'", first.html)
+    assert re.search(r"mod-active' data-wan-keep='reject'", second.html)
+    assert "aria-pressed='true'" not in first.html.split("wan-verdict")[1]
+    # Load into form hands the job over; what is not a click of ours is refused, nothing kept
+    loaded = []
+    gallery._on_load = loaded.append
+    click(gallery, second.job.run_id, "load", None)
+    assert loaded == [second.job]
+    for bad in (("rate", 9), ("rate", True), ("keep", "yes")):
+        click(gallery, first.job.run_id, *bad)
+        assert "must be" in gallery.status.value
+    click(gallery, "not-a-run", "rate", 3)
+    click(gallery, first.job.run_id, "explode", 3)
+    gallery.channel.value = "not json"
+    with pytest.raises(ValidationError, match="rating must be a whole number 1-5"):
+        gallery.rate(first.job.run_id, 0)
+    with pytest.raises(ValidationError, match="is not a run of this gallery"):
+        gallery.rate("nope", 3)
+    df = exp.to_dataframe()
+    assert df["rating"].notna().sum() == 1 and df["keep"].notna().sum() == 1
+    assert df.loc[first.job.run_id, "rating"] == 4
     gallery.close()
     again = Gallery(exp)  # a new gallery shows what is recorded
-    shown = {c.job.run_id: (c.rating.value, c.keep.value) for c in again.cards}
+    shown = {c.job.run_id: (c.rating, c.keep) for c in again.cards}
     assert shown[first.job.run_id] == (4, None)
     assert shown[second.job.run_id] == (None, False)
+    assert "data-wan-load" not in again.markup()  # no on_load: no Load button
     again.close()
 
 
@@ -155,7 +187,7 @@ def test_order_by_rating(studio):
     assert gallery.shown() == ids
     for card, rating in zip(gallery.cards, (2, 5, None, 3), strict=True):
         if rating:
-            card.rating.value = rating
+            gallery.rate(card.job.run_id, rating)
     gallery.order.value = "best"
     assert gallery.shown() == [ids[1], ids[3], ids[0], ids[2]]  # unrated last
     gallery.order.value = "worst"
@@ -182,21 +214,23 @@ def test_blind_mode_hides_shuffles_and_reveals_when_all_are_rated(studio):
     random.Random(7).shuffle(expected)
     assert gallery.shown() == expected
     assert gallery.row_labels == [] and gallery.col_labels == []
-    assert not [c for c in gallery.grid.children if isinstance(c, W.HTML)]
+    assert gallery.header not in gallery.grid.children and "font-weight:bold" not in (
+        gallery.markup())
     assert all(w.disabled for w in (gallery.rows, gallery.cols, gallery.order))
-    assert all(c.rating.value is None and c.keep.value is None for c in gallery.cards)
+    assert all(c.rating is None and c.keep is None for c in gallery.cards)
+    assert "aria-pressed='true'" not in gallery.markup()  # the rating given before: not shown
 
     def labels_hidden() -> bool:
         markup = gallery.markup()
         return not any(p in markup for p in PROMPTS) and "Seed" not in markup
 
     assert labels_hidden()
-    by_id = {c.job.run_id: c for c in gallery.cards}
     for run_id, rating in zip(expected[:3], (3, 1, 4), strict=True):
-        by_id[run_id].rating.value = rating
+        click(gallery, run_id, "rate", rating)
         assert labels_hidden() and not gallery.revealed
-    assert "3 of 4 rated" in gallery.status.value
-    by_id[expected[3]].rating.value = 2
+    gallery.set_keep(expected[0], True)  # a verdict is no rating: still hidden
+    assert labels_hidden() and "3 of 4 rated" in gallery.status.value
+    click(gallery, expected[3], "rate", 2)
     assert gallery.revealed and "Revealed" in gallery.status.value
     markup = gallery.markup()
     assert all(p in markup for p in PROMPTS) and "Seed</span> 1" in markup
@@ -206,7 +240,7 @@ def test_blind_mode_hides_shuffles_and_reveals_when_all_are_rated(studio):
                                                                 strict=True))
     gallery.blind.value = False  # back to the labelled grid, ratings as recorded
     assert gallery.row_labels and not gallery.rows.disabled
-    assert {c.job.run_id: c.rating.value for c in gallery.cards} == dict(
+    assert {c.job.run_id: c.rating for c in gallery.cards} == dict(
         zip(expected, (3, 1, 4, 2), strict=True))
     gallery.close()
 
@@ -334,10 +368,20 @@ def test_posters_are_small_and_a_grid_of_100_loads_nothing_before_play(studio, t
     ids = client.store.insert_runs(rows)
     jobs = [client.attach(run_id) for run_id in ids]
     monkeypatch.chdir(studio["root"])
+    models = len(widget_module._instances)
     started = time.perf_counter()
-    gallery = Gallery(jobs, rows=None, cols=None)
+    gallery = Gallery(jobs, rows=None, cols=None, on_load=print)
     built = time.perf_counter() - started
+    made = len(widget_module._instances) - models
+    assert made <= 60, made  # a handful of models, not five per video (~445 before)
     assert gallery.wait_posters(timeout=240)
+    # a click: the store written and that card's row re-rendered, quickly
+    started = time.perf_counter()
+    click(gallery, ids[50], "rate", 4)
+    clicked = time.perf_counter() - started
+    assert client.store.get_run(ids[50])["rating"] == 4
+    assert "mod-active' data-wan-rate='4'" in gallery.cards[50].html
+    assert clicked < 0.5, clicked
     markup = gallery.markup()
     videos = re.findall(r"<video [^>]*>", markup)
     assert len(videos) == 100
@@ -355,7 +399,8 @@ def test_posters_are_small_and_a_grid_of_100_loads_nothing_before_play(studio, t
     assert make_posters([j.video for j in jobs[:8]]) == [poster_path(j.video) for j in jobs[:8]]
     assert [poster_path(j.video).stat().st_mtime_ns for j in jobs[:8]] == before
     gallery.close()
-    print(f"100-video gallery: built in {built:.2f} s, posters {total / 1000:.0f} kB")
+    print(f"100-video gallery: {made} models, built in {built:.2f} s, a click -> store -> "
+          f"markup {clicked * 1000:.0f} ms, posters {total / 1000:.0f} kB")
 
 
 def test_an_unreadable_video_gets_no_poster(tmp_path):
@@ -393,7 +438,7 @@ def test_widgets_leave_no_callbacks_on_jobs(studio, make_client):
     # and the views show the finished runs, posters and all
     gallery = views[-2]
     assert gallery.wait_posters(timeout=60)
-    assert all("<video" in c.html.value for c in gallery.cards)
+    assert all("<video" in c.html for c in gallery.cards)
     assert "SUCCEEDED" in views[-1].header.value
     for view in views[10:]:
         view.close()
@@ -465,7 +510,8 @@ def test_the_shared_control_plays_pauses_and_seeks_every_video_in_chromium(studi
     root = studio["root"]
     gallery = Gallery(studio["exp"])
     assert gallery.wait_posters(timeout=60)
-    parts = [gallery.guard.value, gallery.sync.value, *(c.html.value for c in gallery.cards)]
+    parts = [gallery.guard.value, gallery.sync.value, *(w.value for w in gallery.grid.children),
+             "<div class='wan-gallery-channel'><input></div>"]
     outside = studio["xss"].video
     history = History(studio["client"])
     # what JupyterLab's page publishes (display.RESOLVE_HOOK makes /files/ URLs from it);
@@ -524,6 +570,18 @@ def test_the_shared_control_plays_pauses_and_seeks_every_video_in_chromium(studi
                     "() => ['#history', '#search', '.wan-gallery', 'button.wan-playall', "
                     "'input.wan-seek'].every(s => document.querySelector(s)"
                     ".hasAttribute('data-lm-suppress-shortcuts'))", timeout=10_000)
+                # a rating button's handler writes the click into the channel (ipywidgets
+                # syncs it on change); handed to the kernel's side, it lands in the store
+                page.evaluate("() => { window.changes = 0; document.querySelector("
+                              "'.wan-gallery-channel input').addEventListener('change', "
+                              "() => { window.changes++; }); }")
+                page.click(".wan-gallery button[data-wan-rate='4']")
+                sent = json.loads(page.input_value(".wan-gallery-channel input"))
+                assert page.evaluate("() => window.changes") == 1
+                first = gallery.cells()[0][0]
+                assert (sent["run_id"], sent["action"], sent["value"]) == (first, "rate", 4)
+                gallery.channel.value = json.dumps(sent)
+                assert studio["client"].store.get_run(first)["rating"] == 4
             finally:
                 browser.close()
     finally:

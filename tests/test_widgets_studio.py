@@ -61,8 +61,9 @@ def test_load_fills_the_form_and_the_gallery_rates_into_the_store(make_client):
     assert gallery is not None and {c.job.run_id for c in gallery.cards} >= {
         j.run_id for j in done}
     card = next(c for c in gallery.cards if c.job is done[0])
-    card.rating.value = 4
-    card.keep.value = True
+    gallery.rate(card.job.run_id, 4)  # what a click on its "4" does
+    gallery.set_keep(card.job.run_id, True)
+    assert card.rating == 4 and "aria-pressed='true'" in card.html
     df = client.to_dataframe()
     assert df.loc[done[0].run_id, "rating"] == 4 and bool(df.loc[done[0].run_id, "keep"])
     studio.tabs.selected_index = 3  # Run log: the newest rows, escaped

@@ -9,6 +9,15 @@ A grid of a hundred videos stays quick: nothing is fetched before a video is pla
 cached beside the video (:func:`wan_nb.media.make_posters`; made in the background the first
 time, the cells gain them as they come).
 
+The grid is a handful of widget models, not five per video: each grid row is one ``W.HTML``
+(labels, videos and plain ``<button>`` s for the rating, the verdict and "Load into form"), so
+the page shows a hundred videos without building a hundred widget views. A button's click runs
+its row's inline handler, which writes ``{run_id, action, value}`` into a hidden text widget
+(the channel, as the generation form sends its prompt); the kernel observes it and calls
+:meth:`Gallery.rate`, :meth:`Gallery.set_keep` or :meth:`Gallery.load` (what tests call) and
+re-renders only that row. Re-rendering a row replaces its ``<video>`` elements (a playing video
+of that row stops); the other rows are untouched.
+
 The shared control acts on the ``<video>`` elements in the browser, which Python cannot reach:
 its buttons carry inline event handlers, which run in a widget's HTML (ipywidgets 8 sets it with
 ``innerHTML``, unsanitized; a ``<script>`` would not run) and touch only the videos inside this
@@ -19,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import math
 import random
 import uuid
@@ -26,7 +36,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import ipywidgets as W
-from ipywidgets.widgets.widget_selection import ToggleButtonsStyle
 from ipywidgets.widgets.widget_string import HTMLStyle
 
 from .. import runtime
@@ -34,7 +43,7 @@ from ..errors import ValidationError, WanError
 from ..media import POSTER_BATCH, cached_poster, make_posters
 from . import _style as S
 from ._lifecycle import file_under_current_cell
-from .form_controls import guard_html
+from .form_controls import channel_message, guard_html
 
 #: What a gallery can be faceted by (a job attribute each) and how its labels name them.
 FACETS: dict[str, str] = {
@@ -48,6 +57,8 @@ _AUTO = ("prompt", "model", "seed", "resolution", "ratio", "duration", "negative
          "prompt_extend", "audio_mode", "shot_type", "watermark", "experiment")
 AUTO = "auto"  # rows=/cols= default: the first parameters that vary
 AUTO_MAX = 8  # ... with at most this many values
+CHANNEL_CLASS = "wan-gallery-channel"  # the hidden text the buttons write clicks into
+ACTIONS = ("rate", "keep", "load")
 ORDERS = (("as run", "run"), ("rating, best first", "best"), ("rating, worst first", "worst"))
 
 
@@ -88,64 +99,28 @@ def _sort_key(rating: float | None, order: str) -> float:
     return -rating if order == "best" else rating
 
 
-class _Shared:
-    """Layouts and styles every card uses: one model each instead of one per card (a grid of
-    a hundred videos is ~500 widget models, not ~1900)."""
-
-    def __init__(self) -> None:
-        self.html_layout = W.Layout(width="100%")
-        self.html_style = HTMLStyle()
-        self.buttons_layout = W.Layout()
-        self.rating_style = ToggleButtonsStyle(button_width="38px", description_width="50px")
-        self.keep_style = ToggleButtonsStyle(button_width="76px", description_width="50px")
-        self.load_layout = W.Layout(width="auto")
-        self.load_style = W.ButtonStyle()
-        self.box_layout = W.Layout(border=f"1px solid {S.BORDER}", padding="4px",
-                                   margin="0 0 4px 0", min_width="0")
-        self.cell_layout = W.Layout(min_width="0")
-        self.header_layout = W.Layout()
-        self.header_style = HTMLStyle()
-
-    def widgets(self) -> list[W.Widget]:
-        return list(vars(self).values())
-
-
 class _Card:
-    """One video: its markup, rating and verdict controls, and load button."""
+    """One video: its job, its poster and the markup last rendered for it."""
 
     def __init__(self, gallery: Gallery, job: Any):
-        shared = gallery._shared
         self.gallery = gallery
         self.job = job
         self.poster = cached_poster(job.video) if job.video else None
-        self.html = W.HTML(layout=shared.html_layout, style=shared.html_style)
-        self.rating = W.ToggleButtons(
-            options=[(str(i), i) for i in range(1, 6)], description="Rating",
-            value=job.rating if job.rating in range(1, 6) else None,
-            tooltips=[f"rate {i} of 5" for i in range(1, 6)], style=shared.rating_style,
-            layout=shared.buttons_layout)
-        self.keep = W.ToggleButtons(
-            options=[("Keep", True), ("Reject", False)], description="Verdict",
-            value=job.keep if isinstance(job.keep, bool) else None,
-            tooltips=["keep this video", "reject this video"], style=shared.keep_style,
-            layout=shared.buttons_layout)
-        self.rating.observe(lambda change: gallery._rated(self, change["new"]), "value")
-        self.keep.observe(lambda change: gallery._kept(self, change["new"]), "value")
-        children: list[W.Widget] = [self.html, self.rating, self.keep]
-        self.load: W.Button | None = None
-        if gallery._on_load is not None:
-            self.load = W.Button(description="Load into form", layout=shared.load_layout,
-                                 style=shared.load_style,
-                                 tooltip="Fill the generation form with this run's settings")
-            self.load.on_click(lambda _b: gallery._load(self))
-            children.append(self.load)
-        self.box = W.VBox(children, layout=shared.box_layout)
+        self.html = ""
 
-    def widgets(self) -> list[W.Widget]:
-        return [w for w in (self.html, self.rating, self.keep, self.load, self.box) if w]
+    @property
+    def rating(self) -> int | None:
+        """The rating the card shows (in blind mode only one given in this blind round)."""
+        if self.gallery.blind.value:
+            return self.gallery._blind_given.get(self.job.run_id, {}).get("rating")
+        return self.job.rating if self.job.rating in range(1, 6) else None
 
-    def render(self) -> None:
-        self.html.value = self.gallery._card_html(self)
+    @property
+    def keep(self) -> bool | None:
+        """The verdict the card shows (True: keep, False: reject, None: none yet)."""
+        if self.gallery.blind.value:
+            return self.gallery._blind_given.get(self.job.run_id, {}).get("keep")
+        return self.job.keep if isinstance(self.job.keep, bool) else None
 
 
 class Gallery(W.VBox):
@@ -155,8 +130,9 @@ class Gallery(W.VBox):
     :data:`FACETS`; by default the first two that vary; ``None``: no rows, or no columns); the
     Rows and Columns dropdowns change them. ``on_load(job)`` adds a "Load into form" button
     to each video. ``columns`` is how many videos a row holds when no column parameter is
-    chosen, ``seed`` the blind mode's shuffle. :meth:`close` releases every callback it
-    holds on unfinished jobs.
+    chosen, ``seed`` the blind mode's shuffle. :meth:`rate`, :meth:`set_keep` and :meth:`load`
+    do what the cards' buttons do. :meth:`close` releases every callback it holds on
+    unfinished jobs and closes every model it made.
     """
 
     def __init__(self, jobs: Any, *, rows: str | None = AUTO, cols: str | None = AUTO,
@@ -164,8 +140,7 @@ class Gallery(W.VBox):
                  seed: int | None = None, **kwargs: Any):
         self._listening: list[_Card] = []  # first: close() (also from __del__) reads them
         self._cards: list[_Card] = []
-        self._layout_widgets: list[W.Widget] = []
-        self._shared = _Shared()
+        self._row_widgets: list[W.HTML] = []
         self.jobs = _as_jobs(jobs)
         self._on_load = on_load
         if columns is not None and (isinstance(columns, bool) or not isinstance(columns, int)
@@ -175,12 +150,14 @@ class Gallery(W.VBox):
         self.columns = columns
         self.blind_seed = random.SystemRandom().randrange(2**32) if seed is None else int(seed)
         self._css = f"wan-gallery-{uuid.uuid4().hex[:12]}"
-        self._quiet = False
-        self._blind_rated: set[str] = set()
+        self._blind_given: dict[str, dict[str, Any]] = {}
         self.revealed = False
         self._closed = False
         self.row_labels: list[str] = []
         self.col_labels: list[str] = []
+        # the grid: rows of cells of cards; its column template; which row shows a card
+        self._rows: list[tuple[str | None, list[list[_Card]]]] = []
+        self._template, self._row_of = "", dict[str, int]()
         self._posters: concurrent.futures.Future[None] | None = None
         self._varying = [n for n in FACETS if len({_hashable(facet_value(j, n))
                                                    for j in self.jobs}) > 1]
@@ -206,23 +183,28 @@ class Gallery(W.VBox):
         self.sync = W.HTML(self._sync_html())
         # keys pressed on the gallery's controls never reach the notebook's shortcuts
         self.guard = W.HTML(guard_html(self._css), layout=W.Layout(height="0px"))
-        self.grid = W.GridBox(layout=W.Layout(grid_gap="6px", width="100%", overflow="auto",
-                                              align_items="flex-start"))
+        # the cards' buttons write {run_id, action, value} here (see the module's notes)
+        self.channel = W.Text(layout=W.Layout(display="none"))
+        self.channel.add_class(CHANNEL_CLASS)
+        self._row_layout = W.Layout(width="100%")
+        self._row_style = HTMLStyle()
+        self.header = W.HTML(layout=self._row_layout, style=self._row_style)
+        self.grid = W.VBox(layout=W.Layout(width="100%", overflow="auto"))
         self._cards = [_Card(self, j) for j in self.jobs]
+        self._by_id = {c.job.run_id: c for c in self._cards}
         for widget in (self.rows, self.cols, self.order):
             widget.observe(lambda _c: self._relayout(), "value")
         self.blind.observe(lambda change: self._set_blind(change["new"]), "value")
+        self.channel.observe(self._on_channel, "value")
         self.controls = W.HBox([self.rows, self.cols, self.order, self.blind],
                                layout=W.Layout(flex_flow="row wrap"))
-        super().__init__([self.guard, self.controls, self.sync, self.status, self.grid],
-                         **kwargs)
+        super().__init__([self.guard, self.controls, self.sync, self.status, self.grid,
+                          self.channel], **kwargs)
         self.add_class("wan-gallery")
         self.add_class(self._css)
         self._listening = [c for c in self._cards if not c.job.done]
         for card in self._listening:
             card.job.on_change(self._changed)
-        for card in self._cards:
-            card.render()
         self._relayout()
         self._queue_posters([c for c in self._cards if c.job.video and c.poster is None])
         file_under_current_cell(self)
@@ -232,20 +214,25 @@ class Gallery(W.VBox):
     def cards(self) -> list[_Card]:
         return list(self._cards)
 
+    def card(self, run_id: str) -> _Card:
+        try:
+            return self._by_id[run_id]
+        except KeyError:
+            raise ValidationError([("run_id", f"{run_id!r} is not a run of this gallery (it "
+                                              f"shows {len(self._cards)} runs)")]) from None
+
+    def cells(self) -> list[list[str]]:
+        """Each grid cell's run ids, row by row (labels left out)."""
+        return [[c.job.run_id for c in cell] for _label, cells in self._rows for cell in cells]
+
     def shown(self) -> list[str]:
         """The run ids in the order the grid shows them (row by row)."""
-        ids = {id(c.box): c.job.run_id for c in self._cards}
-        out = []
-        for child in self.grid.children:
-            boxes = [child] if id(child) in ids else getattr(child, "children", ())
-            out += [ids[id(b)] for b in boxes if id(b) in ids]
-        return out
+        return [run_id for cell in self.cells() for run_id in cell]
 
     def markup(self) -> str:
         """All the HTML the gallery shows now (for tests and exports)."""
-        parts = [self.sync.value, self.status.value]
-        parts += [w.value for w in self._layout_widgets if isinstance(w, W.HTML)]
-        return "\n".join(parts + [c.html.value for c in self._cards])
+        return "\n".join([self.sync.value, self.status.value, self.header.value,
+                          *(w.value for w in self._row_widgets)])
 
     def _caption_names(self) -> list[str]:
         # the variant names what varies, which the caption already says
@@ -277,28 +264,92 @@ class Gallery(W.VBox):
             status = "" if hidden else S.badge(job.status)
             body = (f"<div style='padding:12px 4px'>{status} "
                     f"{S.esc(job.error) if job.error and not hidden else ''}</div>")
-        return caption + body
+        card.html = (f"<div class='wan-gallery-card' data-wan-run='{S.esc(job.run_id)}' "
+                     f"style='border:1px solid {S.BORDER};padding:4px;margin:0 0 4px 0;"
+                     f"min-width:0'>{caption}{body}{self._buttons(card)}</div>")
+        return card.html
+
+    def _buttons(self, card: _Card) -> str:
+        def button(action: str, value: Any, text: str, title: str, pressed: bool,
+                   attr: str, width: str) -> str:
+            return (f"<button type='button' class='jupyter-button wan-gallery-button"
+                    f"{' mod-active' if pressed else ''}' {attr} data-wan-action='{action}' "
+                    f"data-wan-value='{S.esc(json.dumps(value))}' aria-pressed="
+                    f"'{'true' if pressed else 'false'}' title='{S.esc(title)}' "
+                    f"style='width:{width};margin:0;padding:0 2px'>{S.esc(text)}</button>")
+        label = f"style='display:inline-block;width:50px;color:{S.FG_DIM};font-size:0.85em'"
+        rating, keep = card.rating, card.keep
+        rates = "".join(button("rate", i, str(i), f"rate {i} of 5", rating == i,
+                               f"data-wan-rate='{i}'", "34px") for i in range(1, 6))
+        verdicts = "".join(button("keep", v, text, f"{text.lower()} this video", keep is v,
+                                  f"data-wan-keep='{text.lower()}'", "70px")
+                           for text, v in (("Keep", True), ("Reject", False)))
+        out = (f"<div class='wan-choice wan-rating' style='display:flex;gap:2px;"
+               f"align-items:center;margin-top:2px'><span {label}>Rating</span>{rates}</div>"
+               f"<div class='wan-choice wan-verdict' style='display:flex;gap:2px;"
+               f"align-items:center;margin-top:2px'><span {label}>Verdict</span>{verdicts}</div>")
+        if self._on_load is not None:
+            out += ("<button type='button' class='jupyter-button wan-gallery-button' "
+                    "data-wan-action='load' data-wan-value='null' data-wan-load='1' "
+                    "title='Fill the generation form with this run&#x27;s settings' "
+                    "style='margin-top:2px'>Load into form</button>")
+        return out
+
+    def _click_js(self) -> str:
+        """A row's click handler: a card button's click goes to the kernel through the
+        channel."""
+        return ("var b=event.target.closest&&event.target.closest('button[data-wan-action]');"
+                "if(!b)return;var c=b.closest('[data-wan-run]');"
+                f"var g=this.closest('.{self._css}');"
+                f"var i=g&&g.querySelector('.{CHANNEL_CLASS} input');if(!c||!i)return;"
+                "i.value=JSON.stringify({n:Date.now()+Math.random(),"
+                "run_id:c.getAttribute('data-wan-run'),action:b.getAttribute('data-wan-action'),"
+                "value:JSON.parse(b.getAttribute('data-wan-value'))});"
+                "i.dispatchEvent(new Event('change',{bubbles:true}));")
+
+    def _row_html(self, index: int) -> str:
+        label, cells = self._rows[index]
+        parts = [] if label is None else [self._header_html(label)]
+        parts += ["<div style='min-width:0'>" + "".join(map(self._card_html, cell)) + "</div>"
+                  for cell in cells]
+        return (f"<div class='wan-gallery-row' onclick=\"{S.esc(self._click_js())}\" "
+                f"style='display:grid;grid-template-columns:{self._template};gap:6px;"
+                f"align-items:start;margin-bottom:6px'>{''.join(parts)}</div>")
+
+    def _header_html(self, text: str) -> str:
+        return (f"<div style='font-weight:bold;color:{S.FG};overflow-wrap:anywhere' "
+                f"title='{S.esc(text)}'>{S.short(text, 120)}</div>")
+
+    def _render_rows(self, indexes: Iterable[int]) -> None:
+        for index in sorted(set(indexes)):
+            if index < len(self._row_widgets):
+                self._row_widgets[index].value = self._row_html(index)
+
+    def _render_cards(self, cards: Iterable[_Card]) -> None:
+        self._render_rows(self._row_of[c.job.run_id] for c in cards if c.job.run_id in self._row_of)
 
     # -- layout ------------------------------------------------------------------------------
     def _relayout(self) -> None:
-        old = self._layout_widgets
-        self._layout_widgets = []
+        header: list[str] = []
         if self.blind.value:
             self._layout_blind()
         else:
-            self._layout_faceted()
-        for card in self._cards:
-            card.render()
-        for widget in old:
-            widget.close()  # headers and cells: their layouts and styles are shared
+            header = self._layout_faceted()
+        self._row_of = {c.job.run_id: i for i, (_l, cells) in enumerate(self._rows)
+                        for cell in cells for c in cell}
+        self.header.value = (
+            f"<div style='display:grid;grid-template-columns:{self._template};gap:6px;"
+            f"margin-bottom:6px'>{''.join(self._header_html(h) for h in header)}</div>"
+            if header else "")
+        extra = self._row_widgets[len(self._rows):]
+        while len(self._row_widgets) < len(self._rows):
+            self._row_widgets.append(W.HTML(layout=self._row_layout, style=self._row_style))
+        self._row_widgets = self._row_widgets[:len(self._rows)]
+        self._render_rows(range(len(self._rows)))
+        self.grid.children = [self.header, *self._row_widgets] if header else self._row_widgets
+        for widget in extra:
+            widget.close()  # its layout and style are shared
         self._update_status()
-
-    def _header(self, text: str, title: str | None = None) -> W.HTML:
-        label = W.HTML(f"<div style='font-weight:bold;color:{S.FG};overflow-wrap:anywhere' "
-                       f"title='{S.esc(title or text)}'>{S.short(text, 120)}</div>",
-                       layout=self._shared.header_layout, style=self._shared.header_style)
-        self._layout_widgets.append(label)
-        return label
 
     def _rating(self, cards: Iterable[_Card]) -> float | None:
         values = [c.job.rating for c in cards if c.job.rating is not None]
@@ -329,54 +380,49 @@ class Gallery(W.VBox):
             values.sort(key=key)
         return values
 
-    def _layout_faceted(self) -> None:
+    def _chunks(self, cards: list[_Card], width: int) -> None:
+        self._template = f"repeat({width}, minmax(160px, 1fr))"
+        self._rows = [(None, [[c] for c in cards[i:i + width]])
+                      for i in range(0, len(cards), width)]
+
+    def _layout_faceted(self) -> list[str]:
+        """Lay the grid out by the Rows and Columns parameters; the header row's labels."""
         rows, cols = self.rows.value, self.cols.value
         cards = self._ordered(self._cards)
         if rows is None and cols is None:
             self.row_labels, self.col_labels = [], []
-            width = self.columns or min(4, max(1, len(cards)))
-            self.grid.layout.grid_template_columns = f"repeat({width}, minmax(160px, 1fr))"
-            self.grid.children = [c.box for c in cards]
-            return
+            self._chunks(cards, self.columns or min(4, max(1, len(cards))))
+            return []
         row_values, col_values = self._values(rows, cards), self._values(cols, cards)
         self.row_labels = [f"{FACETS[rows]}: {facet_text(rows, v)}" for v in row_values
                            ] if rows else []
         self.col_labels = [f"{FACETS[cols]}: {facet_text(cols, v)}" for v in col_values
                            ] if cols else []
         lead = "minmax(80px, 180px) " if rows else ""
-        self.grid.layout.grid_template_columns = (
-            f"{lead}repeat({len(col_values)}, minmax(160px, 1fr))")
-        children: list[W.Widget] = []
-        if cols:
-            if rows:
-                children.append(self._header(f"{FACETS[rows]} \\ {FACETS[cols]}"))
-            children += [self._header(label) for label in self.col_labels]
+        self._template = f"{lead}repeat({len(col_values)}, minmax(160px, 1fr))"
+        self._rows = []
         for i, row_value in enumerate(row_values):
-            if rows:
-                children.append(self._header(self.row_labels[i]))
-            for col_value in col_values:
-                members = [c.box for c in cards
-                           if (rows is None or _same(facet_value(c.job, rows), row_value))
-                           and (cols is None or _same(facet_value(c.job, cols), col_value))]
-                cell = W.VBox(members, layout=self._shared.cell_layout)
-                self._layout_widgets.append(cell)
-                children.append(cell)
-        self.grid.children = children
+            cells = [[c for c in cards
+                      if (rows is None or _same(facet_value(c.job, rows), row_value))
+                      and (cols is None or _same(facet_value(c.job, cols), col_value))]
+                     for col_value in col_values]
+            self._rows.append((self.row_labels[i] if rows else None, cells))
+        if not cols:
+            return []
+        return ([f"{FACETS[rows]} \\ {FACETS[cols]}"] if rows else []) + self.col_labels
 
     def _layout_blind(self) -> None:
         self.row_labels, self.col_labels = [], []
         cards = self._blind_cards()
         random.Random(self.blind_seed).shuffle(cards)
-        width = self.columns or max(2, min(6, math.ceil(math.sqrt(len(cards)))))
-        self.grid.layout.grid_template_columns = f"repeat({width}, minmax(160px, 1fr))"
-        self.grid.children = [c.box for c in cards]
+        self._chunks(cards, self.columns or max(2, min(6, math.ceil(math.sqrt(len(cards))))))
 
     def _blind_cards(self) -> list[_Card]:
         return [c for c in self._cards if c.job.video]
 
     def _update_status(self) -> None:
         cards = self._blind_cards() if self.blind.value else self._cards
-        rated = sum(c.rating.value is not None for c in cards)
+        rated = sum(c.rating is not None for c in cards)
         if self.blind.value and not self.revealed:
             text = (f"Blind: {rated} of {len(cards)} rated; the labels show when every video "
                     "has a rating.")
@@ -388,53 +434,40 @@ class Gallery(W.VBox):
 
     # -- blind mode --------------------------------------------------------------------------
     def _set_blind(self, on: bool) -> None:
-        self._blind_rated = set()
+        self._blind_given = {}
         self.revealed = False
         for widget in (self.rows, self.cols, self.order):
             widget.disabled = on
-        self._quiet = True
-        try:
-            for card in self._cards:
-                card.rating.value = None if on else card.job.rating
-                card.keep.value = None if on else card.job.keep
-        finally:
-            self._quiet = False
         self._relayout()
 
-    def _check_reveal(self) -> None:
-        if not self.revealed and all(c.job.run_id in self._blind_rated
+    def _check_reveal(self) -> bool:
+        if not self.revealed and all(c.job.run_id in self._blind_given
+                                     and "rating" in self._blind_given[c.job.run_id]
                                      for c in self._blind_cards()):
             self.revealed = True
-            for card in self._cards:
-                card.render()
-        self._update_status()
+            self._render_rows(range(len(self._rows)))
+            return True
+        return False
 
-    # -- ratings -----------------------------------------------------------------------------
-    def _write(self, card: _Card, **fields: Any) -> bool:
-        try:
-            card.job.rate(**fields)
-        except (WanError, OSError) as e:
-            self.status.value = S.error(f"could not record the rating: {e}")
-            return False
-        return True
+    # -- what the buttons do -------------------------------------------------------------------
+    def rate(self, run_id: str, rating: int) -> bool:
+        """Rate a video 1-5, as a click on its button does: written to the store at once, the
+        card and the status updated. False (the reason in the status) when the store failed."""
+        if isinstance(rating, bool) or rating not in range(1, 6):
+            raise ValidationError([("rating", f"rating must be a whole number 1-5, not "
+                                              f"{rating!r}")])
+        return self._record(self.card(run_id), "rating", int(rating))
 
-    def _rated(self, card: _Card, value: int | None) -> None:
-        if self._quiet or value is None:
-            return
-        if not self._write(card, rating=value):
-            return
-        if self.blind.value:
-            self._blind_rated.add(card.job.run_id)
-            self._check_reveal()
-        else:
-            self._update_status()
+    def set_keep(self, run_id: str, keep: bool) -> bool:
+        """Keep (True) or reject (False) a video, as a click on Keep or Reject does."""
+        if not isinstance(keep, bool):
+            raise ValidationError([("keep", f"keep must be True (keep) or False (reject), "
+                                            f"not {keep!r}")])
+        return self._record(self.card(run_id), "keep", keep)
 
-    def _kept(self, card: _Card, value: bool | None) -> None:
-        if self._quiet or value is None:
-            return
-        self._write(card, keep=value)
-
-    def _load(self, card: _Card) -> None:
+    def load(self, run_id: str) -> None:
+        """Hand a video's run to ``on_load`` (the "Load into form" button)."""
+        card = self.card(run_id)
         if self._on_load is None:
             return
         try:
@@ -442,12 +475,40 @@ class Gallery(W.VBox):
         except WanError as e:
             self.status.value = S.error(e)
 
+    def _record(self, card: _Card, field: str, value: Any) -> bool:
+        try:
+            card.job.rate(**{field: value})
+        except (WanError, OSError) as e:
+            self.status.value = S.error(f"could not record the rating: {e}")
+            return False
+        if self.blind.value:
+            self._blind_given.setdefault(card.job.run_id, {})[field] = value
+            if self._check_reveal():
+                self._update_status()
+                return True
+        self._render_cards([card])
+        self._update_status()
+        return True
+
+    def _on_channel(self, change: dict[str, Any]) -> None:
+        msg: dict[str, Any] = channel_message(change["new"] or "") or {}
+        action, run_id, value = msg.get("action"), msg.get("run_id"), msg.get("value", 0)
+        if action not in ACTIONS or not isinstance(run_id, str) or run_id not in self._by_id:
+            return  # not a click of this gallery's buttons
+        try:
+            if action == "load":
+                self.load(run_id)
+            else:
+                (self.rate if action == "rate" else self.set_keep)(run_id, value)
+        except ValidationError as e:  # not a value our buttons send: shown, nothing written
+            self.status.value = S.error(e)
+
     # -- unfinished jobs and posters -----------------------------------------------------------
     def _changed(self, job: Any) -> None:
         card = next((c for c in self._listening if c.job is job), None)
         if card is None:
             return
-        card.render()
+        self._render_cards([card])
         if job.done:
             job.off_change(self._changed)
             self._listening.remove(card)
@@ -466,8 +527,8 @@ class Gallery(W.VBox):
             made = await asyncio.to_thread(make_posters, [c.job.video for c in batch])
             for card, poster in zip(batch, made, strict=True):
                 card.poster = poster
-                if not self._closed:
-                    card.render()
+            if not self._closed:
+                self._render_cards(batch)
 
     def wait_posters(self, timeout: float | None = None) -> bool:
         """Wait until the poster frames being made in the background are there (True), or
@@ -489,11 +550,9 @@ class Gallery(W.VBox):
         self._listening = []
         parts = [getattr(self, name, None) for name in ("rows", "cols", "order", "blind",
                                                           "status", "sync", "grid", "controls",
-                                                          "guard")]
-        S.close_all(*self._layout_widgets, *(w for c in self._cards for w in c.widgets()),
-                    *(p for p in parts if p is not None),
-                    *(self._shared.widgets() if hasattr(self, "_shared") else []))
-        self._layout_widgets = []
+                                                          "guard", "channel", "header")]
+        S.close_all(*self._row_widgets, *(p for p in parts if p is not None))
+        self._row_widgets = []
         S.close_all(self.layout)
         super().close()
 
