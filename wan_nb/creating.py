@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("wan_nb.jobs")
 
+#: s after another kernel last competed for a model during which this kernel still holds the
+#: model's tasks at once by itself (see Creator._competed)
+COMPETED_MEMORY = 300.0
+#: a create in flight or a task on the service: what the tasks-at-once limit counts
+IN_FLIGHT = ("SUBMITTING", "PENDING", "RUNNING")
+
 
 class Creator:
     """The create side of a job manager (runtime thread)."""
@@ -42,6 +48,11 @@ class Creator:
         #: model -> monotonic time before which no create of it is tried again: the
         #: account's tasks at once were all in flight (begin_create said "full")
         self._held: dict[str, float] = {}
+        #: model -> monotonic time another kernel last competed for its places: for
+        #: COMPETED_MEMORY s after, this kernel holds the limit itself even when the ledger
+        #: finds it alone (the others finished first), so a sweep's tail stays within it
+        self._competed: dict[str, float] = {}
+        self._full: set[str] = set()  # models _full_here found full at the last pass
         self._gates: dict[str, CreateGate] = collections.defaultdict(CreateGate)
         self._reconciling: set[str] = set()  # run ids with a reconcile step running
 
@@ -50,12 +61,13 @@ class Creator:
 
     def next_allowed(self) -> float | None:
         """Monotonic time the next queued create may leave (None: nothing queued)."""
-        if not self.queue:
-            return None
+        queue = [j for j in self.queue if j.request.model not in self._full]
+        if not queue:
+            return None  # nothing, or waiting for a task of this kernel to end (freed)
         m = self.m
         return max(min(max(self.pacer.next_allowed(j.request.model),
-                           self._held.get(j.request.model, 0.0)) for j in self.queue),
-                   min(m.track(j).not_before for j in self.queue))
+                           self._held.get(j.request.model, 0.0)) for j in queue),
+                   min(m.track(j).not_before for j in queue))
 
     def start_submissions(self, now: float) -> None:
         m = self.m
@@ -64,13 +76,15 @@ class Creator:
         jobs = list(m.jobs.values())
         busy = {create_key(j.request) for j in jobs
                 if j.status == "SUBMITTING" or m.track(j).starting}
+        full = self._full = self._full_here(jobs, now)
         while self.queue:
             job = self.queue.popleft()
             model = job.request.model
             if job.status != "QUEUED" or job.run_id in m.cancel_requested:
                 continue  # cancelled while queued
             if (now < m.track(job).not_before or not self.pacer.ready(model, now)
-                    or now < self._held.get(model, 0.0) or create_key(job.request) in busy):
+                    or now < self._held.get(model, 0.0) or model in full
+                    or create_key(job.request) in busy):
                 waiting.append(job)
                 continue
             self.pacer.started(model, now)
@@ -79,11 +93,23 @@ class Creator:
             m.spawn(self._create(job), job)
         self.queue = waiting
 
+    def _full_here(self, jobs: list[Job], now: float) -> set[str]:
+        """Models another kernel competed for lately whose places this kernel fills alone."""
+        recent = {model for model, at in self._competed.items()
+                  if now - at < COMPETED_MEMORY}
+        if not recent:
+            return set()
+        counts: collections.Counter[str] = collections.Counter(
+            j.request.model for j in jobs if j.request.model in recent
+            and (j.status in IN_FLIGHT or self.m.track(j).starting))
+        return {model for model in recent
+                if counts[model] >= catalog.get_model(model).concurrency}
+
     def freed(self, model: str) -> None:
         """A task of ``model`` this kernel polls has ended: one of the account's places is
         free, so a create held for it is tried now rather than at its next retry."""
-        if self._held.pop(model, None) is not None:
-            self.m.wake_up()
+        self._held.pop(model, None)
+        self.m.wake_up()
 
     def enqueue(self, job: Job, delay: float | None = None) -> None:
         """Into the create queue (not before ``delay`` s from now, when given)."""
@@ -118,6 +144,7 @@ class Creator:
             # the account's tasks at once are in flight across the kernels sharing it: no
             # create of this model until one ends (this job keeps its place in the queue)
             m.stats["creates_held"] += 1
+            self._competed[model] = time.monotonic()
             self._held[model] = time.monotonic() + m.schedule.jittered(m.policy.hold_retry)
             self.queue.appendleft(job)
             return
