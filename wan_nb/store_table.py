@@ -106,12 +106,15 @@ def typed_frame(raw: dict[str, Any]) -> pd.DataFrame:
     """The canonical frame from raw column values (SQLite columns, or those of an export).
 
     Shared by ``Store.to_dataframe`` and :func:`read_export`, so an export reads back exactly.
-    Vectorised: no Python work per row except one ``json.loads`` over all tags at once.
+    Vectorised: no Python work per row except one list copy per run's tags (each distinct
+    tag text is parsed once). Columns are made once, in their final order (no frame copy).
     """
     n = len(raw["run_id"])
     data: dict[str, Any] = {}
     for name, kind in COLUMNS[1:]:
-        values = raw.get(name, [None] * n)
+        values = raw.get(name)
+        if values is None:  # a column an export lacks: all missing
+            values = [None] * n
         if kind == "derived":
             continue
         if kind == "time":
@@ -123,13 +126,17 @@ def typed_frame(raw: dict[str, Any]) -> pd.DataFrame:
             data[name] = pd.Series(_tag_lists(values), dtype=object).array
         else:
             data[name] = pd.array(values, dtype=DTYPES[kind])
+    data["prompt_rewritten"] = _rewritten(data["prompt"], data["actual_prompt"],
+                                          data["prompt_extend"], data["model"])
+    data["queue_s"] = _seconds(data["scheduled_time"], data["submit_time"])
+    data["run_s"] = _seconds(data["end_time"], data["scheduled_time"])
     index = pd.Index(pd.array(raw["run_id"], dtype=STRING), name="run_id")
-    df = pd.DataFrame(data, index=index)
-    df["prompt_rewritten"] = _rewritten(df["prompt"], df["actual_prompt"], df["prompt_extend"],
-                                        df["model"])
-    df["queue_s"] = (df["scheduled_time"] - df["submit_time"]).dt.total_seconds().astype("Float64")
-    df["run_s"] = (df["end_time"] - df["scheduled_time"]).dt.total_seconds().astype("Float64")
-    return df[[name for name, _ in COLUMNS[1:]]]
+    return pd.DataFrame({name: data[name] for name, _ in COLUMNS[1:]}, index=index)
+
+
+def _seconds(end: Any, start: Any) -> Any:
+    """``end - start`` in seconds as Float64 (missing where either time is)."""
+    return pd.Series(end - start).dt.total_seconds().astype("Float64").array
 
 
 def offers_rewrite_switch(model: str | None) -> bool:
@@ -153,35 +160,46 @@ def rewritten(prompt: str | None, actual: str | None, extend: bool | None,
     return False if extend is False and offers_rewrite_switch(model) else None
 
 
-def _rewritten(prompt: pd.Series, actual: pd.Series, extend: pd.Series,
-               model: pd.Series) -> pd.Series:
-    """:func:`rewritten` over a frame (one catalog look-up per model, not per row)."""
+def _rewritten(prompt: Any, actual: Any, extend: Any, model: pd.Categorical) -> Any:
+    """:func:`rewritten` over columns (one catalog look-up per model, not per row)."""
     differs = (actual != prompt).astype("boolean")  # missing where actual_prompt is
     # code -1 (no model) takes the last entry: True
-    switch = [offers_rewrite_switch(m) for m in model.cat.categories] + [True]
-    has_switch = np.array(switch, dtype=bool)[model.cat.codes.to_numpy()]
-    turned_off = (extend == False).fillna(False).astype(bool)  # noqa: E712 (a masked array)
-    return differs.mask(actual.isna() & turned_off & has_switch, False)
+    switch = [offers_rewrite_switch(m) for m in model.categories] + [True]
+    has_switch = np.array(switch, dtype=bool)[np.asarray(model.codes)]
+    turned_off = (extend == False).fillna(False).to_numpy(dtype=bool)  # noqa: E712 (masked)
+    off = np.asarray(actual.isna()) & turned_off & has_switch
+    if off.any():
+        differs[off] = False
+    return differs
 
 
 def _categorical(name: str, values: Any) -> pd.Categorical:
     """Fixed categories for status and audio_mode; tiers (and resolutions) in size order;
-    others sorted."""
+    others sorted. Codes from one hash pass over the values (values outside fixed
+    categories are missing, as ``pd.Categorical`` makes them)."""
     strings = pd.array(values, dtype=STRING)
-    present = sorted(pd.unique(strings.dropna()).tolist())
+    codes, uniques = pd.factorize(strings)  # code -1: missing
+    found = uniques.tolist()
+    present = sorted(found)
     if name in _FIXED_CATEGORIES:
         categories = list(_FIXED_CATEGORIES[name])
     elif name in ("tier", "resolution"):  # known tiers in size order, any others after them
         categories = list(TIERS) + [t for t in present if t not in TIERS]
     else:
         categories = present
-    return pd.Categorical(strings, categories=pd.Index(categories, dtype="str"))
+    position = {c: i for i, c in enumerate(categories)}
+    # code -1 (missing) takes the last entry: -1
+    lookup = np.array([position.get(u, -1) for u in found] + [-1], dtype=np.int64)
+    dtype = pd.CategoricalDtype(pd.Index(categories, dtype="str"), ordered=False)
+    return pd.Categorical.from_codes(lookup[codes], dtype=dtype)
 
 
 def _tag_lists(values: Any) -> list[list[str]]:
-    items = list(values)
-    if all(isinstance(v, str) for v in items):  # JSON text from SQLite or CSV
-        return json.loads("[" + ",".join(items) + "]") if items else []
+    items = pd.Series(list(values), dtype=object)
+    if pd.api.types.infer_dtype(items, skipna=False) == "string":  # JSON text: SQLite, CSV
+        codes, uniques = pd.factorize(items.to_numpy())
+        parsed = [json.loads(text) for text in uniques]
+        return [list(parsed[c]) for c in codes.tolist()]  # each run its own list
     return [json.loads(v) if isinstance(v, str) else [] if v is None or v is pd.NA
             else [str(t) for t in v] for v in items]  # parquet arrays, or a hand-edited csv
 
