@@ -81,14 +81,11 @@ def cell_runs(widget) -> list[str]:
 
 
 def grid_cells(gallery: Gallery) -> list[list[str]]:
-    """Each grid cell's run ids, row by row (labels left out), read from the markup."""
-    cells = []
-    for row in gallery.grid.children:
-        if row is gallery.header:
-            continue
-        for cell in re.split(r"<div style='min-width:0'>", row.value)[1:]:
-            cells.append(re.findall(r"data-wan-run='([^']*)'", cell))
-    assert cells == gallery.cells()
+    """Each grid cell's run ids, row by row (labels left out); the markup shows each once."""
+    cells = gallery.cells()
+    shown = [run_id for row in gallery.grid.children if row is not gallery.header
+             for run_id in re.findall(r"data-wan-run='([^']*)'", row.value)]
+    assert sorted(shown) == sorted(gallery.shown())
     return cells
 
 
@@ -127,6 +124,10 @@ def test_two_parameters_facet_a_labelled_grid(studio):
     assert mixed.row_labels == ["Model: wan2.5-t2v-preview", "Model: wan2.7-t2v"]
     assert mixed.col_labels == ["Ratio: 16:9"]
     assert [len(c) for c in grid_cells(mixed)] == [4, 1]
+    # the four wan2.5 videos one under another: four HTML rows (labelled once) and one
+    assert len(mixed.grid.children) == 1 + 4 + 1
+    assert [w.value.count("font-weight:bold") for w in mixed.grid.children[1:]] == [1, 0, 0,
+                                                                                   0, 1]
     mixed.close()
     with pytest.raises(ValidationError, match="rows='colour' is not a parameter"):
         Gallery(jobs, rows="colour")

@@ -9,14 +9,12 @@ A grid of a hundred videos stays quick: nothing is fetched before a video is pla
 cached beside the video (:func:`wan_nb.media.make_posters`; made in the background the first
 time, the cells gain them as they come).
 
-The grid is a handful of widget models, not five per video: each grid row is one ``W.HTML``
-(labels, videos and plain ``<button>`` s for the rating, the verdict and "Load into form"), so
-the page shows a hundred videos without building a hundred widget views. A button's click runs
-its row's inline handler, which writes ``{run_id, action, value}`` into a hidden text widget
-(the channel, as the generation form sends its prompt); the kernel observes it and calls
+The grid is a handful of widget models, not five per video: each row of the grid (one video per
+column) is one ``W.HTML`` of labels, videos and plain ``<button>`` s (rating, verdict, "Load into
+form"). A click runs the row's inline handler, which writes ``{run_id, action, value}`` into a
+hidden text widget (the channel, as the generation form sends its prompt); the kernel calls
 :meth:`Gallery.rate`, :meth:`Gallery.set_keep` or :meth:`Gallery.load` (what tests call) and
-re-renders only that row. Re-rendering a row replaces its ``<video>`` elements (a playing video
-of that row stops); the other rows are untouched.
+re-renders that row only: its ``<video>`` elements are replaced (one playing there stops).
 
 The shared control acts on the ``<video>`` elements in the browser, which Python cannot reach:
 its buttons carry inline event handlers, which run in a widget's HTML (ipywidgets 8 sets it with
@@ -151,12 +149,12 @@ class Gallery(W.VBox):
         self.blind_seed = random.SystemRandom().randrange(2**32) if seed is None else int(seed)
         self._css = f"wan-gallery-{uuid.uuid4().hex[:12]}"
         self._blind_given: dict[str, dict[str, Any]] = {}
-        self.revealed = False
-        self._closed = False
-        self.row_labels: list[str] = []
-        self.col_labels: list[str] = []
-        # the grid: rows of cells of cards; its column template; which row shows a card
-        self._rows: list[tuple[str | None, list[list[_Card]]]] = []
+        self.revealed = self._closed = False
+        self.row_labels, self.col_labels = list[str](), list[str]()
+        # the grid's cells (lists of cards) row by row; the HTML rows that show them (a label
+        # or None, and at most one card per column); their column template; a card's HTML row
+        self._cells: list[list[_Card]] = []
+        self._rows: list[tuple[str | None, list[_Card | None]]] = []
         self._template, self._row_of = "", dict[str, int]()
         self._posters: concurrent.futures.Future[None] | None = None
         self._varying = [n for n in FACETS if len({_hashable(facet_value(j, n))
@@ -200,8 +198,7 @@ class Gallery(W.VBox):
                                layout=W.Layout(flex_flow="row wrap"))
         super().__init__([self.guard, self.controls, self.sync, self.status, self.grid,
                           self.channel], **kwargs)
-        self.add_class("wan-gallery")
-        self.add_class(self._css)
+        self.add_class("wan-gallery").add_class(self._css)
         self._listening = [c for c in self._cards if not c.job.done]
         for card in self._listening:
             card.job.on_change(self._changed)
@@ -222,8 +219,9 @@ class Gallery(W.VBox):
                                               f"shows {len(self._cards)} runs)")]) from None
 
     def cells(self) -> list[list[str]]:
-        """Each grid cell's run ids, row by row (labels left out)."""
-        return [[c.job.run_id for c in cell] for _label, cells in self._rows for cell in cells]
+        """Each grid cell's run ids, row by row (labels left out; the videos of a cell are
+        shown one under another)."""
+        return [[c.job.run_id for c in cell] for cell in self._cells]
 
     def shown(self) -> list[str]:
         """The run ids in the order the grid shows them (row by row)."""
@@ -308,10 +306,9 @@ class Gallery(W.VBox):
                 "i.dispatchEvent(new Event('change',{bubbles:true}));")
 
     def _row_html(self, index: int) -> str:
-        label, cells = self._rows[index]
-        parts = [] if label is None else [self._header_html(label)]
-        parts += ["<div style='min-width:0'>" + "".join(map(self._card_html, cell)) + "</div>"
-                  for cell in cells]
+        label, cards = self._rows[index]
+        parts = [] if label is None else [self._header_html(label) if label else "<div></div>"]
+        parts += [self._card_html(c) if c else "<div></div>" for c in cards]
         return (f"<div class='wan-gallery-row' onclick=\"{S.esc(self._click_js())}\" "
                 f"style='display:grid;grid-template-columns:{self._template};gap:6px;"
                 f"align-items:start;margin-bottom:6px'>{''.join(parts)}</div>")
@@ -335,8 +332,8 @@ class Gallery(W.VBox):
             self._layout_blind()
         else:
             header = self._layout_faceted()
-        self._row_of = {c.job.run_id: i for i, (_l, cells) in enumerate(self._rows)
-                        for cell in cells for c in cell}
+        self._row_of = {c.job.run_id: i for i, (_l, cards) in enumerate(self._rows)
+                        for c in cards if c}
         self.header.value = (
             f"<div style='display:grid;grid-template-columns:{self._template};gap:6px;"
             f"margin-bottom:6px'>{''.join(self._header_html(h) for h in header)}</div>"
@@ -357,9 +354,8 @@ class Gallery(W.VBox):
 
     def _ordered(self, cards: list[_Card]) -> list[_Card]:
         order = self.order.value
-        if order == "run":
-            return cards
-        return sorted(cards, key=lambda c: _sort_key(c.job.rating, order))
+        return cards if order == "run" else sorted(
+            cards, key=lambda c: _sort_key(c.job.rating, order))
 
     def _values(self, name: str | None, cards: list[_Card]) -> list[Any]:
         if name is None:
@@ -382,8 +378,8 @@ class Gallery(W.VBox):
 
     def _chunks(self, cards: list[_Card], width: int) -> None:
         self._template = f"repeat({width}, minmax(160px, 1fr))"
-        self._rows = [(None, [[c] for c in cards[i:i + width]])
-                      for i in range(0, len(cards), width)]
+        self._cells = [[c] for c in cards]
+        self._rows = [(None, list(cards[i:i + width])) for i in range(0, len(cards), width)]
 
     def _layout_faceted(self) -> list[str]:
         """Lay the grid out by the Rows and Columns parameters; the header row's labels."""
@@ -400,13 +396,18 @@ class Gallery(W.VBox):
                            ] if cols else []
         lead = "minmax(80px, 180px) " if rows else ""
         self._template = f"{lead}repeat({len(col_values)}, minmax(160px, 1fr))"
-        self._rows = []
+        self._cells, self._rows = [], []
         for i, row_value in enumerate(row_values):
             cells = [[c for c in cards
                       if (rows is None or _same(facet_value(c.job, rows), row_value))
                       and (cols is None or _same(facet_value(c.job, cols), col_value))]
                      for col_value in col_values]
-            self._rows.append((self.row_labels[i] if rows else None, cells))
+            self._cells += cells
+            # a cell's videos one under another: an HTML row holds one of each column's
+            for k in range(max(1, *map(len, cells))):
+                label = (self.row_labels[i] if k == 0 else "") if rows else None
+                self._rows.append((label, [cell[k] if k < len(cell) else None
+                                           for cell in cells]))
         if not cols:
             return []
         return ([f"{FACETS[rows]} \\ {FACETS[cols]}"] if rows else []) + self.col_labels
@@ -418,7 +419,7 @@ class Gallery(W.VBox):
         self._chunks(cards, self.columns or max(2, min(6, math.ceil(math.sqrt(len(cards))))))
 
     def _blind_cards(self) -> list[_Card]:
-        return [c for c in self._cards if c.job.video]
+        return [c for c in self._cards if c.job.video]  # an unfinished run is not rated blind
 
     def _update_status(self) -> None:
         cards = self._blind_cards() if self.blind.value else self._cards
