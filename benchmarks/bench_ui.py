@@ -125,7 +125,7 @@ GALLERY_PROBE_JS = """([cellIndex, nVideos]) => {
     if (st.reply === null && /^\\[\\d+\\]:$/.test(prompt)) st.reply = now;
     const g = cell.querySelector('.wan-gallery');
     const vs = g ? [...g.querySelectorAll('video')] : [];
-    const controls = g ? g.querySelectorAll('.widget-toggle-buttons').length : 0;
+    const controls = g ? g.querySelectorAll('.widget-toggle-buttons, .wan-choice').length : 0;
     st.videos = vs.length;
     if (st.cards === null && vs.length >= nVideos && controls >= 2 * nVideos) {
       st.cards = now;
