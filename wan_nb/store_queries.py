@@ -16,7 +16,7 @@ from wan_nb.errors import ValidationError
 from wan_nb.statuses import FINAL_STATUSES, STATUSES
 from wan_nb.store_codec import RunCodec, allowed_text
 from wan_nb.store_db import DERIVED_V5
-from wan_nb.store_table import STORED, RunNotFound, typed_frame, utc_text
+from wan_nb.store_table import STORED, RunNotFound, bulk_read, typed_frame, utc_text
 
 
 class RunQueries(RunCodec):
@@ -125,6 +125,8 @@ class RunQueries(RunCodec):
         text ``string``; tags Python lists. An empty store gives an empty frame, same dtypes.
         """
         where, params = self._filters(experiment=experiment, run_ids=run_ids)
-        rows = self._select(where, params)
-        columns = list(zip(*rows, strict=True)) if rows else [()] * len(STORED)
-        return typed_frame(dict(zip(STORED, columns, strict=True)))
+        with bulk_read():
+            rows = self._select(where, params)
+            columns = list(zip(*rows, strict=True)) if rows else [()] * len(STORED)
+            del rows  # the row tuples go before the frame is made
+            return typed_frame(dict(zip(STORED, columns, strict=True)))
