@@ -37,6 +37,7 @@ import ipywidgets as W
 from ipywidgets.widgets.widget_string import HTMLStyle
 
 from .. import runtime
+from ..display import RESOLVE_HOOK
 from ..errors import ValidationError, WanError
 from ..media import POSTER_BATCH, cached_poster, make_posters
 from . import _style as S
@@ -256,8 +257,9 @@ class Gallery(W.VBox):
             body = S.video(job.video, poster=card.poster, preload="none", muted=True,
                            duration=job.video_duration or job.duration,
                            extra=f'ontimeupdate="{S.esc(self._follow_js())}"')
-            if not body:
-                body = S.error(job.error or "the video file is missing")
+            # the resolve hook once per row (_row_html), not once per video
+            body = body.replace(RESOLVE_HOOK, "") or S.error(job.error or "the video file is "
+                                                             "missing")
         else:
             status = "" if hidden else S.badge(job.status)
             body = (f"<div style='padding:12px 4px'>{status} "
@@ -308,10 +310,11 @@ class Gallery(W.VBox):
     def _row_html(self, index: int) -> str:
         label, cards = self._rows[index]
         parts = [] if label is None else [self._header_html(label) if label else "<div></div>"]
-        parts += [self._card_html(c) if c else "<div></div>" for c in cards]
+        inner = "".join(parts + [self._card_html(c) if c else "<div></div>" for c in cards])
         return (f"<div class='wan-gallery-row' onclick=\"{S.esc(self._click_js())}\" "
                 f"style='display:grid;grid-template-columns:{self._template};gap:6px;"
-                f"align-items:start;margin-bottom:6px'>{''.join(parts)}</div>")
+                f"align-items:start;margin-bottom:6px'>{inner}"
+                f"{RESOLVE_HOOK if 'data-wan-p' in inner else ''}</div>")
 
     def _header_html(self, text: str) -> str:
         return (f"<div style='font-weight:bold;color:{S.FG};overflow-wrap:anywhere' "
@@ -348,10 +351,6 @@ class Gallery(W.VBox):
             widget.close()  # its layout and style are shared
         self._update_status()
 
-    def _rating(self, cards: Iterable[_Card]) -> float | None:
-        values = [c.job.rating for c in cards if c.job.rating is not None]
-        return sum(values) / len(values) if values else None
-
     def _ordered(self, cards: list[_Card]) -> list[_Card]:
         order = self.order.value
         return cards if order == "run" else sorted(
@@ -372,7 +371,8 @@ class Gallery(W.VBox):
             def key(value: Any) -> float:
                 members = [c for c in cards
                            if _hashable(facet_value(c.job, name)) == _hashable(value)]
-                return _sort_key(self._rating(members), self.order.value)
+                rated = [c.job.rating for c in members if c.job.rating is not None]
+                return _sort_key(sum(rated) / len(rated) if rated else None, self.order.value)
             values.sort(key=key)
         return values
 
