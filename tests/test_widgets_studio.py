@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 
+import ipywidgets as W
+
 import wan_nb
 from wan_nb.widgets import Studio
 from wan_nb.widgets.studio import run_log_html
@@ -79,11 +81,13 @@ def test_building_the_studio_ten_times_leaves_no_callbacks(make_client):
                             seed=1)
     manager = client.manager
     added_before = len(manager._added)
+    models_before = len(W.widget._instances)
     for _ in range(10):
         studio = Studio(client)
         studio.tabs.selected_index = 1
         studio.close()
     assert len(manager._added) == added_before
+    assert len(W.widget._instances) == models_before  # every model it made is closed
     assert running._state.callbacks == []
     running.result(timeout=120)
 

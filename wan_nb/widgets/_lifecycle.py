@@ -82,8 +82,12 @@ def filed_count() -> int:
 
 
 def close_tree(widget: Any) -> None:
-    """Close ``widget`` and every widget inside it (``close()`` alone leaves the children's
-    comms open in the kernel)."""
+    """Close ``widget``, every widget inside it and their layouts and styles (``close()``
+    alone leaves all of those open in the kernel). Closing twice is harmless."""
     for child in getattr(widget, "children", ()) or ():
         close_tree(child)
+    for part in ("layout", "style"):
+        model = getattr(widget, part, None)
+        if model is not None and hasattr(model, "close"):
+            model.close()
     widget.close()

@@ -180,6 +180,7 @@ class Studio(W.VBox):
         for part in (self.tracker, self.player, self.gallery, self.history, self.form):
             if part is not None:
                 part.close()
-        close_tree(self.tabs)
-        self.banner.close()
+        for child in self.children:  # what is left: the boxes, tabs, banner, their layouts
+            close_tree(child)
+        self.layout.close()
         super().close()
